@@ -1,0 +1,146 @@
+"""The ``glave`` command: the one entrypoint that pods and local runs both use."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import click
+
+from .config import GlaveConfig, load_config
+from .errors import GlaveError
+from .store import ArtifactStore, open_store
+
+
+def _emit(obj: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(human(obj) if human else json.dumps(obj, indent=2, default=str))
+
+
+def _open(config: str | None, store: str | None) -> tuple[GlaveConfig, ArtifactStore]:
+    cfg = load_config(config)
+    if store:
+        cfg.store.root = store
+    return cfg, open_store(cfg.store.root, cfg.store.s3, cfg.store.local_cache)
+
+
+config_opt = click.option("--config", "config_path", default=None, help="YAML config (path or s3:// URI).")
+store_opt = click.option("--store", default=None, help="Artifact store root (path, file:// or s3://).")
+json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def cli(verbose: bool) -> None:
+    """GLaVE batch annotation: videos in, fine-grained captions and QA out."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--input", "input_uri", required=True, help="Input prefix (folder or s3:// prefix).")
+@click.option("--run-id", required=True)
+@click.option("--reprocess", is_flag=True, help="Include videos this pipeline version already annotated.")
+@click.option("--shard-size", type=int, default=None)
+@click.option("--max-videos", type=int, default=None)
+@config_opt
+@store_opt
+@json_opt
+def discover(input_uri: str, run_id: str, reprocess: bool, shard_size: int | None, max_videos: int | None,
+             config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Find the run's videos and write its shard plan."""
+    from .discover import discover as do_discover
+
+    cfg, st = _open(config_path, store)
+    manifest = do_discover(st, cfg, input_uri, run_id, reprocess=reprocess, shard_size=shard_size, max_videos=max_videos)
+    _emit(manifest, as_json, lambda m: f"run {m['run_id']}: {m['num_videos']} videos in {len(m['shards'])} shards "
+          f"({m['skipped_already_annotated']} already annotated, {m['duplicates']} duplicates skipped)")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--run-id", required=True)
+@click.option("--shard", type=int, required=True)
+@click.option("--force", is_flag=True, help="Redo the shard even if committed with the same fingerprint.")
+@config_opt
+@store_opt
+@json_opt
+def stage(name: str, run_id: str, shard: int, force: bool, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Run one stage over one shard."""
+    from .stage import run_stage
+    from .stages import build_stage
+
+    cfg, st = _open(config_path, store)
+    outcome = run_stage(build_stage(name, cfg), st, run_id, shard, force=force, show_progress=not as_json)
+    _emit(outcome.to_json(), as_json, _format_outcome)
+
+
+def _format_outcome(o: dict[str, Any]) -> str:
+    counts = ", ".join(f"{k}={v}" for k, v in (o["counts"] or {}).items())
+    return (f"{o['stage']} shard {o['shard']}: {o['status']}; videos ok {o['videos_ok']}/{o['videos_in']}, "
+            f"failed {o['videos_failed']}; {counts}; {o['duration_s']} s")
+
+
+@cli.command()
+@click.option("--input", "input_uri", required=True, help="Input prefix (folder or s3:// prefix).")
+@click.option("--run-id", default=None, help="Defaults to local-<UTC timestamp>.")
+@click.option("--reprocess", is_flag=True)
+@click.option("--stages", "stage_list", default=None, help="Comma-separated subset of stages.")
+@click.option("--force", is_flag=True)
+@config_opt
+@store_opt
+@json_opt
+def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | None, force: bool,
+        config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Run every available stage over every shard, locally, without Airflow."""
+    from .local_run import run_pipeline
+
+    cfg, st = _open(config_path, store)
+    run_id = run_id or datetime.now(timezone.utc).strftime("local-%Y%m%dT%H%M%S")
+    stages = stage_list.split(",") if stage_list else None
+    result = run_pipeline(st, cfg, input_uri, run_id, stages=stages, reprocess=reprocess, force=force,
+                          show_progress=not as_json)
+    _emit(result, as_json, _format_run)
+
+
+def _format_run(r: dict[str, Any]) -> str:
+    lines = [f"run {r['run_id']}: {r['num_videos']} videos, {len(r['shards'])} shards -> {r['store']}"]
+    lines += [f"  {_format_outcome(o)}" for o in r["outcomes"]]
+    lines += [f"  FAILED {f['stage']} shard {f['shard']}: {f['error']}" for f in r["failed"]]
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--run-id", required=True)
+@config_opt
+@store_opt
+@json_opt
+def status(run_id: str, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Stage x shard states of a run: committed, failed, missing; failures by reason."""
+    from .status import format_status, run_status
+
+    _, st = _open(config_path, store)
+    _emit(run_status(st, run_id), as_json, format_status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except GlaveError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

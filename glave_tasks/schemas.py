@@ -1,0 +1,204 @@
+"""Every table the pipeline writes, with its explicit Arrow schema. One module, one truth.
+
+Tables are per stage and shard (``runs/<run>/<stage>/shard-<k>/<table>.parquet``). Rows that a
+model or rule produced carry provenance columns: which generator, model id and revision, prompt
+version, token counts and latency.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Provenance carried by every generated row.
+PROVENANCE = [
+    pa.field("generator", pa.string(), nullable=False),  # backend kind: rules | vllm | openai | classical | ultralytics+sam2
+    pa.field("model_id", pa.string()),
+    pa.field("model_revision", pa.string()),
+    pa.field("prompt_version", pa.string()),
+    pa.field("prompt_tokens", pa.int64()),
+    pa.field("completion_tokens", pa.int64()),
+    pa.field("latency_s", pa.float64()),
+]
+
+VIDEOS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),  # content hash prefix, stable across runs
+    pa.field("content_hash", pa.string(), nullable=False),  # sha256 of the file bytes
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("file_name", pa.string(), nullable=False),
+    pa.field("size_bytes", pa.int64(), nullable=False),
+    pa.field("shard", pa.int32(), nullable=False),
+])
+
+ERRORS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string()),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("shard", pa.int32(), nullable=False),
+    pa.field("recorded_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+])
+
+PROBES = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("duration_s", pa.float64(), nullable=False),
+    pa.field("fps", pa.float64(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("codec", pa.string(), nullable=False),
+    pa.field("has_audio", pa.bool_(), nullable=False),
+    pa.field("frames_decoded", pa.int64(), nullable=False),
+    pa.field("first_content_s", pa.float64(), nullable=False),  # after leading blank frames
+])
+
+KEYFRAMES = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("keyframe_index", pa.int32(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("similarity", pa.float64()),  # to the previous keyframe; null for the first
+    pa.field("shot_index", pa.int32(), nullable=False),
+    pa.field("image_key", pa.string(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+])
+
+DENSE_FRAMES = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("sample_index", pa.int32(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("keyframe_index", pa.int32()),  # set when this sample is also a keyframe
+    pa.field("image_key", pa.string(), nullable=False),
+])
+
+CUTS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("cut_index", pa.int32(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("keyframe_index", pa.int32(), nullable=False),  # first keyframe at or after the cut
+])
+
+MASK_RLE = pa.struct([
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("counts", pa.list_(pa.int32()), nullable=False),  # column-major run lengths, starting with zeros (COCO order)
+])
+
+TRACKS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("sample_index", pa.int32(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("track_id", pa.int32(), nullable=False),
+    pa.field("label", pa.string(), nullable=False),
+    pa.field("score", pa.float32(), nullable=False),
+    pa.field("x1", pa.float32(), nullable=False),
+    pa.field("y1", pa.float32(), nullable=False),
+    pa.field("x2", pa.float32(), nullable=False),
+    pa.field("y2", pa.float32(), nullable=False),
+    pa.field("mask", MASK_RLE),
+    pa.field("backend", pa.string(), nullable=False),
+    pa.field("model_id", pa.string()),
+])
+
+MARKS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("keyframe_index", pa.int32(), nullable=False),
+    pa.field("boxes_json", pa.string(), nullable=False),  # {"<id>": {"x1":..,"y1":..,"x2":..,"y2":..}}
+    pa.field("object_ids", pa.list_(pa.int32()), nullable=False),
+    pa.field("marked_image_key", pa.string(), nullable=False),
+    pa.field("backend", pa.string(), nullable=False),
+])
+
+OVERVIEWS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("overview_caption", pa.string(), nullable=False),
+    *PROVENANCE,
+])
+
+LOCAL_CAPTIONS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("keyframe_index", pa.int32(), nullable=False),
+    pa.field("stream", pa.string(), nullable=False),  # different | attention | merged
+    pa.field("text", pa.string(), nullable=False),
+    *PROVENANCE,
+])
+
+SCENES = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("scene_index", pa.int32(), nullable=False),
+    pa.field("frame_start", pa.int32(), nullable=False),  # keyframe indices, inclusive
+    pa.field("frame_end", pa.int32(), nullable=False),
+    pa.field("scene_hint", pa.string(), nullable=False),
+    pa.field("camera_note", pa.string(), nullable=False),
+    pa.field("caption", pa.string(), nullable=False),
+    *PROVENANCE,
+])
+
+VIDEO_CAPTIONS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("caption", pa.string(), nullable=False),
+    pa.field("num_scenes", pa.int32(), nullable=False),
+    *PROVENANCE,
+])
+
+SCENE_DIMENSIONS = [
+    "Spatial", "Description-Scene", "Description-Human", "Description-Object", "Count", "Binary",
+    "Fine Grained Action", "Object Direction", "Camera Direction", "Camera Shot", "Speed",
+    "Attribute Change", "Visual-cue",
+]
+VIDEO_DIMENSIONS = ["Temporal", "Plot Understanding", "Time Order", "Causal"]
+ALL_DIMENSIONS = SCENE_DIMENSIONS + VIDEO_DIMENSIONS
+ANSWER_LETTERS = ["A", "B", "C", "D"]
+
+QA = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("qa_id", pa.string(), nullable=False),  # unique within the run: <video_id>-<scope>-<n>
+    pa.field("scene_index", pa.int32()),  # null for video-level (general) QA
+    pa.field("dimension", pa.string(), nullable=False),
+    pa.field("question", pa.string(), nullable=False),
+    pa.field("answer", pa.string(), nullable=False),
+    pa.field("options", pa.list_(pa.string()), nullable=False),  # ["A. ...", "B. ...", "C. ...", "D. ..."]
+    pa.field("answer_choice", pa.string(), nullable=False),
+    *PROVENANCE,
+])
+
+CHECKS = pa.schema([
+    pa.field("check", pa.string(), nullable=False),
+    pa.field("table", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),  # pass | warn | fail
+    pa.field("value", pa.float64()),
+    pa.field("warn_threshold", pa.float64()),
+    pa.field("fail_threshold", pa.float64()),
+    pa.field("critical", pa.bool_(), nullable=False),
+    pa.field("detail", pa.string()),
+])
+
+# Table name -> schema, for the store, the validator and exports.
+TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS,
+    "errors": ERRORS,
+    "probes": PROBES,
+    "keyframes": KEYFRAMES,
+    "dense_frames": DENSE_FRAMES,
+    "cuts": CUTS,
+    "tracks": TRACKS,
+    "marks": MARKS,
+    "overviews": OVERVIEWS,
+    "local_captions": LOCAL_CAPTIONS,
+    "scenes": SCENES,
+    "video_captions": VIDEO_CAPTIONS,
+    "qa": QA,
+    "checks": CHECKS,
+}
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Build a table from row dicts, checked against its schema."""
+    return pa.Table.from_pylist(rows, schema=schema)
