@@ -1,0 +1,32 @@
+"""Backend registries: config names a backend, this module finds its class.
+
+Stages ask ``load("detector", cfg.track.detector.backend)`` instead of branching on names, so a
+new backend is one registry line plus its module, and nothing imports a heavy library until the
+backend is actually chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import ConfigError
+
+REGISTRY: dict[str, dict[str, str]] = {
+    # kind -> backend name -> "module:attribute"
+}
+
+
+def register(kind: str, name: str, target: str) -> None:
+    REGISTRY.setdefault(kind, {})[name] = target
+
+
+def load(kind: str, name: str) -> Any:
+    """The class (or factory) registered for a backend kind and name."""
+    try:
+        target = REGISTRY[kind][name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY.get(kind, {}))) or "none"
+        raise ConfigError(f"unknown {kind} backend {name!r} (known: {known})") from None
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
