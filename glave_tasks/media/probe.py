@@ -1,0 +1,154 @@
+"""Probe a video file and reject what the pipeline cannot use, with stable reason codes.
+
+Reason codes (``VideoFailure.reason``), stable across releases because reports count them:
+
+- ``not_a_video``: the bytes are not a media container we know, or the container has no video stream.
+- ``corrupt``: looks like a media container but cannot be opened or decoded.
+- ``truncated``: the container declares more data than the file holds (cut-off upload/copy).
+- ``zero_duration``: a video stream without a single decodable frame.
+- ``too_long`` / ``too_large``: over ``ingest.max_duration_s`` / ``ingest.max_side_px``.
+- ``blank``: every keyframe candidate is blank (black leader with no content).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import IngestConfig
+from ..errors import VideoFailure
+
+NOT_A_VIDEO = "not_a_video"
+CORRUPT = "corrupt"
+TRUNCATED = "truncated"
+ZERO_DURATION = "zero_duration"
+TOO_LONG = "too_long"
+TOO_LARGE = "too_large"
+BLANK = "blank"
+REASONS = (NOT_A_VIDEO, CORRUPT, TRUNCATED, ZERO_DURATION, TOO_LONG, TOO_LARGE, BLANK)
+
+# Top-level ISO-BMFF box types that may open an MP4/MOV file.
+_BMFF_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"styp"}
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What the container declares, before decoding."""
+
+    container: str
+    duration_s: float  # declared; 0.0 when the container does not say
+    fps: float
+    width: int
+    height: int
+    codec: str
+    has_audio: bool
+    declared_frames: int  # 0 when unknown
+    start_time_s: float  # presentation time of the first frame
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The container family the first bytes announce, or None for anything else (text, noise)."""
+    if len(head) >= 8 and head[4:8] in _BMFF_FIRST_BOXES:
+        return "bmff"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "avi"
+    if head.startswith(b"FLV"):
+        return "flv"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):
+        return "mpeg-ps"
+    if len(head) >= 377 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
+        return "mpeg-ts"
+    return None
+
+
+def bmff_structure(path: str | os.PathLike[str]) -> str:
+    """Walk the top-level boxes of an MP4/MOV: ``ok``, ``truncated`` (a box runs past the end of
+    the file) or ``corrupt`` (a box header that is not one)."""
+    size = os.path.getsize(path)
+    offset = 0
+    with open(path, "rb") as fh:
+        while offset < size:
+            fh.seek(offset)
+            header = fh.read(16)
+            if len(header) < 8:
+                return TRUNCATED
+            box_size, box_type = struct.unpack(">I4s", header[:8])
+            if not all(32 <= c < 127 for c in box_type):
+                return CORRUPT
+            if box_size == 1:
+                if len(header) < 16:
+                    return TRUNCATED
+                box_size = struct.unpack(">Q", header[8:16])[0]
+            elif box_size == 0:  # "extends to the end of the file"
+                return "ok"
+            if box_size < 8:
+                return CORRUPT
+            if offset + box_size > size:
+                return TRUNCATED
+            offset += box_size
+    return "ok"
+
+
+def classify_open_failure(path: str | os.PathLike[str], exc: Exception) -> VideoFailure:
+    """Why a file that the demuxer refused is unusable."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    family = sniff_container(head)
+    if family is None:
+        return VideoFailure(NOT_A_VIDEO, f"no known media container signature ({exc})")
+    if family == "bmff":
+        state = bmff_structure(path)
+        if state == TRUNCATED:
+            return VideoFailure(TRUNCATED, f"MP4/MOV box runs past the end of the file ({exc})")
+    return VideoFailure(CORRUPT, f"{family} container cannot be opened: {exc}")
+
+
+def probe_container(container: "object", path: str | os.PathLike[str], cfg: IngestConfig) -> VideoProbe:
+    """Read what an open PyAV container declares and enforce the configured limits."""
+    import av  # noqa: F401 - the container is a PyAV object
+
+    videos = list(container.streams.video)  # type: ignore[attr-defined]
+    if not videos:
+        raise VideoFailure(NOT_A_VIDEO, f"{container.format.name} container has no video stream")  # type: ignore[attr-defined]
+    stream = videos[0]
+    ctx = stream.codec_context
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    if width <= 0 or height <= 0:
+        raise VideoFailure(CORRUPT, "video stream has no frame size")
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    duration = 0.0
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:  # type: ignore[attr-defined]
+        duration = container.duration / 1_000_000  # type: ignore[attr-defined]
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+    probe = VideoProbe(
+        container=container.format.name,  # type: ignore[attr-defined]
+        duration_s=max(duration, 0.0), fps=fps, width=width, height=height, codec=ctx.name or "unknown",
+        has_audio=bool(container.streams.audio),  # type: ignore[attr-defined]
+        declared_frames=int(stream.frames or 0), start_time_s=start,
+    )
+    check_limits(probe.duration_s, probe.width, probe.height, cfg)
+    return probe
+
+
+def check_limits(duration_s: float, width: int, height: int, cfg: IngestConfig) -> None:
+    if max(width, height) > cfg.max_side_px:
+        raise VideoFailure(TOO_LARGE, f"{width}x{height} exceeds max_side_px {cfg.max_side_px}")
+    if duration_s > cfg.max_duration_s:
+        raise VideoFailure(TOO_LONG, f"{duration_s:.1f} s exceeds max_duration_s {cfg.max_duration_s}")
+
+
+def ensure_readable(path: str | os.PathLike[str]) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise VideoFailure(CORRUPT, f"input is not a readable file: {p.name}")
+    if p.stat().st_size == 0:
+        raise VideoFailure(NOT_A_VIDEO, "empty file")

@@ -1,0 +1,150 @@
+"""The single decode pass of ingest: every frame is decoded once and streamed through the cut
+detector; frames on the dense grid are resized, JPEG-encoded and handed to ``put_image``; dense
+samples on the candidate grid go to the keyframe selector. Nothing holds the whole video.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import av
+
+from ..config import IngestConfig
+from ..errors import VideoFailure
+from . import probe as P
+from .cuts import CutDetector, MappedCut, map_cuts
+from .frames import SampleGrid, analysis_size, encode_jpeg, fit_within, is_blank
+from .keyframes import Candidate, Keyframe, KeyframeSelector
+from .similarity import SimilarityBackend
+
+# put_image(jpeg_bytes, sample_index) -> key of the stored image
+PutImage = Callable[[bytes, int], str]
+
+
+@dataclass
+class DenseSample:
+    sample_index: int
+    frame_index: int
+    timestamp_s: float
+    image_key: str
+    keyframe_index: int | None = None
+
+
+@dataclass
+class ScanResult:
+    probe: P.VideoProbe
+    frames_decoded: int
+    duration_s: float  # measured: last frame time + one frame
+    first_content_s: float
+    dense: list[DenseSample]
+    keyframes: list[Keyframe]
+    cuts: list[MappedCut]
+    shot_of_keyframe: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def candidate_stride(cfg: IngestConfig) -> int:
+    """Keyframe candidates are every n-th dense sample, so every keyframe has a dense sample
+    (the tracker's masks exist on it). The candidate interval is rounded to a multiple of the
+    dense interval."""
+    return max(1, int(round(cfg.candidate_interval_s / cfg.dense_interval_s)))
+
+
+def scan_video(
+    path: str | os.PathLike[str],
+    cfg: IngestConfig,
+    backend: SimilarityBackend,
+    put_image: PutImage,
+) -> ScanResult:
+    P.ensure_readable(path)
+    started = time.perf_counter()
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise P.classify_open_failure(path, exc) from None
+    with container:
+        probe = P.probe_container(container, path, cfg)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: decode is most of ingest's cost
+        fps = probe.fps if probe.fps > 0 else 25.0
+        out_w, out_h = fit_within(probe.width, probe.height, cfg.frame_max_side)
+        ana_w, ana_h = analysis_size(probe.width, probe.height)
+        dense_grid = SampleGrid(cfg.dense_interval_s, fps)
+        stride = candidate_stride(cfg)
+        cuts = CutDetector(fps, cfg.cut_threshold, cfg.min_scene_len_frames)
+        selector = KeyframeSelector(backend, cfg.similarity_threshold)
+        dense: list[DenseSample] = []
+        first_content: float | None = None
+        first_content_frame = 0
+        content_candidate_seen = False
+        frame_index = -1
+        last_t = 0.0
+        try:
+            for frame in container.decode(stream):
+                frame_index += 1
+                t = _frame_time(frame, probe.start_time_s, frame_index, fps)
+                last_t = t
+                if t > cfg.max_duration_s:  # the container under-declared its duration
+                    raise VideoFailure(P.TOO_LONG, f"frames past {cfg.max_duration_s} s (declared {probe.duration_s:.1f} s)")
+                small = frame.reformat(width=ana_w, height=ana_h, format="bgr24").to_ndarray()
+                cuts.process(frame_index, small)
+                if first_content is None and not is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold):
+                    first_content = t
+                    first_content_frame = frame_index
+                if not dense_grid.due(t):
+                    continue
+                sample_index = len(dense)
+                bgr = frame.reformat(width=out_w, height=out_h, format="bgr24", interpolation="AREA").to_ndarray()
+                key = put_image(encode_jpeg(bgr, cfg.jpeg_quality), sample_index)
+                dense.append(DenseSample(sample_index, frame_index, round(t, 6), key))
+                if sample_index % stride:
+                    continue
+                # Leading blank candidates are skipped: the first keyframe shows content.
+                if not content_candidate_seen:
+                    if is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold):
+                        continue
+                    content_candidate_seen = True
+                selector.add(Candidate(sample_index, frame_index, round(t, 6), key, out_w, out_h, bgr[:, :, ::-1]))
+        except av.FFmpegError as exc:
+            if frame_index < 0:
+                raise VideoFailure(P.CORRUPT, f"no frame could be decoded: {exc}") from None
+            raise VideoFailure(P.TRUNCATED if _looks_truncated(path) else P.CORRUPT,
+                               f"decoding failed after frame {frame_index}: {exc}") from None
+    frames = frame_index + 1
+    if frames == 0:
+        raise VideoFailure(P.ZERO_DURATION, "the video stream has no decodable frame")
+    measured = last_t + 1.0 / fps
+    # A stream that ends well before what its container declares was cut off.
+    if probe.declared_frames > 0 and frames < 0.9 * probe.declared_frames - 1:
+        raise VideoFailure(P.TRUNCATED, f"decoded {frames} of {probe.declared_frames} declared frames")
+    if probe.duration_s > 0 and measured < 0.9 * probe.duration_s - 1.0 / fps:
+        raise VideoFailure(P.TRUNCATED, f"stream ends at {measured:.2f} s of {probe.duration_s:.2f} s declared")
+    if first_content is None or not content_candidate_seen:
+        raise VideoFailure(P.BLANK, "every sampled frame is blank")
+    keyframes = selector.finish()
+    # The jump from a blank leader into the first picture is not a shot cut.
+    cut_frames = [c for c in cuts.finish() if c > first_content_frame]
+    mapped, shots = map_cuts(cut_frames, [k.frame_index for k in keyframes])
+    by_sample = {k.sample_index: k.keyframe_index for k in keyframes}
+    for d in dense:
+        d.keyframe_index = by_sample.get(d.sample_index)
+    return ScanResult(
+        probe=probe, frames_decoded=frames, duration_s=round(measured, 6), first_content_s=round(first_content, 6),
+        dense=dense, keyframes=keyframes, cuts=mapped, shot_of_keyframe=shots,
+        timings={"scan_s": time.perf_counter() - started},
+    )
+
+
+def _frame_time(frame: "av.VideoFrame", start_s: float, index: int, fps: float) -> float:
+    if frame.time is None:
+        return index / fps
+    return max(0.0, float(frame.time) - start_s)
+
+
+def _looks_truncated(path: str | os.PathLike[str]) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    return P.sniff_container(head) == "bmff" and P.bmff_structure(path) == P.TRUNCATED

@@ -1,0 +1,116 @@
+"""Ingest (GLaVE-Cap step 1): probe every video, reject what cannot be used with a reason code,
+and in one streaming decode pass per video write the dense frame samples the tracker reads, the
+keyframes (similarity to the last keyframe below a threshold) and the shot cuts mapped onto them.
+
+Outputs per shard: ``probes``, ``keyframes``, ``dense_frames``, ``cuts`` and JPEG frames under
+``files/<video_id>/``. Keyframe images are the dense samples they coincide with (same key).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from .. import backends
+from ..stage import Resources, ShardContext, Stage, VideoRef
+from ..store import filesystem_for
+
+backends.register("similarity", "histogram", "glave_tasks.media.similarity:HistogramSimilarity")
+backends.register("similarity", "clip", "glave_tasks.media.similarity:ClipSimilarity")
+
+
+class IngestStage(Stage):
+    name: ClassVar[str] = "ingest"
+    family: ClassVar[str] = "cpu"
+    needs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ("probes", "keyframes", "dense_frames", "cuts")
+    config_sections: ClassVar[tuple[str, ...]] = ("run", "ingest")
+
+    _backend: Any = None
+
+    def resources(self) -> Resources:
+        return Resources(cpu="2", memory="4Gi", gpus=0, ephemeral_storage="20Gi")
+
+    def model_ids(self) -> dict[str, str]:
+        ing = self.config.ingest
+        if ing.similarity_backend == "clip":
+            return {"similarity": f"clip:{ing.clip_model_path}"}
+        return {"similarity": "hsv-histogram-16x8x8"}
+
+    def setup(self) -> None:
+        if self._backend is None:
+            cls = backends.load("similarity", self.config.ingest.similarity_backend)
+            self._backend = cls.from_config(self.config)
+
+    def process(self, ctx: ShardContext) -> None:
+        from ..media.scan import scan_video
+
+        probes: list[dict[str, Any]] = []
+        keyframes: list[dict[str, Any]] = []
+        dense: list[dict[str, Any]] = []
+        cuts: list[dict[str, Any]] = []
+        for video in ctx.progress(ctx.videos, "videos", total=len(ctx.videos)):
+            with ctx.guard(video.video_id):
+                with self._local_copy(video) as path:
+                    vid = video.video_id
+                    result = scan_video(path, self.config.ingest, self._backend,
+                                        lambda data, i, vid=vid: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"))
+                p = result.probe
+                probes.append({
+                    "video_id": vid, "duration_s": result.duration_s, "fps": p.fps, "width": p.width,
+                    "height": p.height, "codec": p.codec, "has_audio": p.has_audio,
+                    "frames_decoded": result.frames_decoded, "first_content_s": result.first_content_s,
+                })
+                keyframes += [{
+                    "video_id": vid, "keyframe_index": k.keyframe_index, "frame_index": k.frame_index,
+                    "timestamp_s": k.timestamp_s, "similarity": k.similarity,
+                    "shot_index": result.shot_of_keyframe[k.keyframe_index], "image_key": k.image_key,
+                    "width": k.width, "height": k.height,
+                } for k in result.keyframes]
+                dense += [{
+                    "video_id": vid, "sample_index": d.sample_index, "frame_index": d.frame_index,
+                    "timestamp_s": d.timestamp_s, "keyframe_index": d.keyframe_index, "image_key": d.image_key,
+                } for d in result.dense]
+                cuts += [{
+                    "video_id": vid, "cut_index": c.cut_index, "frame_index": c.frame_index,
+                    "timestamp_s": round(c.frame_index / p.fps, 6) if p.fps else 0.0,
+                    "keyframe_index": c.keyframe_index,
+                } for c in result.cuts]
+                ctx.add_metric("video_seconds", result.duration_s)
+                ctx.add_metric("frames_decoded", result.frames_decoded)
+                ctx.add_metric("scan_s", result.timings["scan_s"])
+        ctx.write("probes", probes)
+        ctx.write("keyframes", keyframes)
+        ctx.write("dense_frames", dense)
+        ctx.write("cuts", cuts)
+
+    def _local_copy(self, video: VideoRef) -> "_LocalCopy":
+        return _LocalCopy(video, self.config)
+
+
+class _LocalCopy:
+    """The input video as a local file: the file itself, or an S3 object downloaded into the
+    local cache for the duration of the scan (deleted afterwards: disk stays bounded)."""
+
+    def __init__(self, video: VideoRef, config: Any) -> None:
+        self.video = video
+        self.config = config
+        self._temp: Path | None = None
+
+    def __enter__(self) -> str:
+        fs, path = filesystem_for(self.video.source_uri, self.config.store.s3)
+        if not self.video.source_uri.startswith("s3://"):
+            return path
+        suffix = PurePosixPath(path).suffix.lower()[:8]
+        target = Path(self.config.store.local_cache) / "inputs" / f"{self.video.video_id}{suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + f".part-{os.getpid()}")
+        fs.get_file(path, str(part))
+        os.replace(part, target)
+        self._temp = target
+        return str(target)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._temp is not None:
+            self._temp.unlink(missing_ok=True)
