@@ -1,0 +1,1 @@
+"""Quality checks shared by the validate stage, ``glave audit`` and the report."""

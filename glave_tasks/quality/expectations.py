@@ -1,0 +1,203 @@
+"""Structural checks as Great Expectations 1.x suites (ephemeral context, pandas data source).
+
+Each expectation carries ``meta={"check": <name>}``; a check's value is the largest share of
+unexpected rows among its expectations (1.0 when a table-level expectation fails), so GX does the
+validation and the thresholds in :mod:`.thresholds` decide pass/warn/fail. Data Docs are built
+into a folder when one is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .. import schemas
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SuitePlan:
+    """One table (a DataFrame) and the expectations to run on it."""
+
+    name: str
+    frame: Any  # pandas.DataFrame
+    expectations: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class SuiteOutcome:
+    values: dict[str, float]  # check name -> worst unexpected share
+    details: dict[str, list[str]]
+    evaluated: int
+
+
+def _gxe():
+    import great_expectations.expectations as gxe
+
+    return gxe
+
+
+def record_plans(frames: dict[str, list[dict[str, Any]]], min_chars: int, max_chars: int) -> list[SuitePlan]:
+    """Suites over the GLaVE record frames (same for a run's own records and external files)."""
+    import pandas as pd
+
+    gxe = _gxe()
+
+    def m(name: str) -> dict[str, str]:
+        return {"check": name}
+
+    videos = pd.DataFrame(frames["videos"], columns=["video_id", "source", "n_keyframes", "n_scenes", "n_qa", "streams_aligned", "missing_keys"])
+    captions = pd.DataFrame(frames["captions"], columns=["video_id", "kind", "index", "text", "chars"])
+    scenes = pd.DataFrame(frames["scenes"], columns=["video_id", "scene_index", "frame_start", "frame_end", "scene_hint", "caption", "n_keyframes"])
+    qa = pd.DataFrame(frames["qa"], columns=["video_id", "qa_uid", "scope", "scene_index", "dimension", "question", "answer", "options", "n_options", "answer_choice"])
+    qa["option_format_ok"] = [
+        len(opts) == 4 and all(str(o).startswith(f"{L}. ") for o, L in zip(opts, schemas.ANSWER_LETTERS))
+        for opts in qa["options"]
+    ] if len(qa) else pd.Series(dtype=bool)
+    qa = qa.drop(columns=["options"])
+    scenes["n_keyframes_minus_1"] = scenes["n_keyframes"] - 1
+    videos["n_scenes_max"] = videos["n_keyframes"].clip(lower=1)
+    return [
+        SuitePlan("record_videos", videos, [
+            gxe.ExpectColumnValuesToBeInSet(column="missing_keys", value_set=[""], meta=m("record.keys")),
+            gxe.ExpectColumnValuesToBeInSet(column="streams_aligned", value_set=[True], meta=m("record.streams_aligned")),
+            gxe.ExpectColumnValuesToBeBetween(column="n_keyframes", min_value=1, meta=m("videos.keyframes_per_video")),
+            gxe.ExpectColumnValuesToBeBetween(column="n_scenes", min_value=1, meta=m("videos.scenes_per_video")),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="n_scenes_max", column_B="n_scenes", or_equal=True,
+                                                        meta=m("videos.scenes_per_video")),
+            gxe.ExpectColumnValuesToBeBetween(column="n_qa", min_value=1, meta=m("videos.qa_per_video")),
+        ]),
+        SuitePlan("record_scenes", scenes, [
+            gxe.ExpectColumnValuesToNotBeNull(column="frame_start", meta=m("scenes.frame_range")),
+            gxe.ExpectColumnValuesToBeBetween(column="frame_start", min_value=0, meta=m("scenes.frame_range")),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="frame_end", column_B="frame_start", or_equal=True,
+                                                        meta=m("scenes.frame_range")),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="n_keyframes_minus_1", column_B="frame_end", or_equal=True,
+                                                        meta=m("scenes.frame_range")),
+        ]),
+        SuitePlan("record_captions", captions, [
+            gxe.ExpectColumnValuesToNotBeNull(column="text", meta=m("captions.non_empty")),
+            gxe.ExpectColumnValuesToBeBetween(column="chars", min_value=1, meta=m("captions.non_empty")),
+            gxe.ExpectColumnValuesToBeBetween(column="chars", min_value=min_chars, max_value=max_chars,
+                                              meta=m("captions.length_bounds")),
+        ]),
+        SuitePlan("record_qa", qa, [
+            gxe.ExpectColumnValuesToNotBeNull(column="question", meta=m("qa.fields_present")),
+            gxe.ExpectColumnValuesToNotBeNull(column="answer", meta=m("qa.fields_present")),
+            gxe.ExpectColumnValuesToNotBeNull(column="dimension", meta=m("qa.fields_present")),
+            gxe.ExpectColumnValueLengthsToBeBetween(column="question", min_value=1, meta=m("qa.fields_present")),
+            gxe.ExpectColumnValuesToBeBetween(column="n_options", min_value=4, max_value=4, meta=m("qa.options_count")),
+            gxe.ExpectColumnValuesToBeInSet(column="answer_choice", value_set=schemas.ANSWER_LETTERS, meta=m("qa.answer_letter")),
+            gxe.ExpectColumnValuesToNotBeNull(column="answer_choice", meta=m("qa.answer_letter")),
+            gxe.ExpectColumnValuesToBeInSet(column="dimension", value_set=schemas.ALL_DIMENSIONS, meta=m("qa.dimension_allowed")),
+            gxe.ExpectColumnValuesToBeUnique(column="qa_uid", meta=m("qa.unique_ids")),
+            gxe.ExpectColumnValuesToBeInSet(column="option_format_ok", value_set=[True], meta=m("qa.option_format")),
+        ]),
+    ]
+
+
+# Per-table keys that must be unique and value ranges that must hold, beyond schema and nulls.
+_UNIQUE = {
+    "videos": ["video_id"], "probes": ["video_id"], "keyframes": ["video_id", "keyframe_index"],
+    "dense_frames": ["video_id", "sample_index"], "cuts": ["video_id", "cut_index"],
+    "tracks": ["video_id", "sample_index", "track_id"], "marks": ["video_id", "keyframe_index"],
+    "overviews": ["video_id"], "local_captions": ["video_id", "keyframe_index", "stream"],
+    "scenes": ["video_id", "scene_index"], "video_captions": ["video_id"], "qa": ["qa_id"],
+}
+_RANGES = {
+    "probes": [("duration_s", 0, None), ("fps", 0, None), ("width", 1, None), ("height", 1, None)],
+    "keyframes": [("keyframe_index", 0, None), ("timestamp_s", 0, None)],
+    "tracks": [("score", 0, 1), ("track_id", 0, None)],
+    "scenes": [("frame_start", 0, None)],
+    "video_captions": [("num_scenes", 1, None)],
+}
+_SETS = {
+    "local_captions": [("stream", ["different", "attention", "merged"])],
+    "qa": [("answer_choice", schemas.ANSWER_LETTERS), ("dimension", schemas.ALL_DIMENSIONS)],
+}
+
+
+def table_plan(name: str, table: pa.Table) -> SuitePlan:
+    """Suite over one raw run table: schema, non-null columns, ranges, allowed values, unique keys."""
+    gxe = _gxe()
+    schema = schemas.TABLES[name]
+    # Lists and structs stay out of the frame: GX judges scalar columns; the schema check sees all names.
+    scalar = [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_struct(f.type))]
+    frame = table.select([c for c in scalar if c in table.column_names]).to_pandas()
+    for f in schema:
+        if f.name not in frame.columns and f.name in table.column_names:
+            frame[f.name] = 0  # placeholder so the column-set expectation sees every column
+    check = f"table.{name}"
+    meta = {"check": check}
+    exps: list[Any] = [gxe.ExpectTableColumnsToMatchSet(column_set=list(schema.names), exact_match=True, meta=meta)]
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=f.name, meta=meta) for f in schema if not f.nullable and f.name in scalar]
+    for col, lo, hi in _RANGES.get(name, []):
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi, meta=meta))
+    for col, values in _SETS.get(name, []):
+        exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=values, meta=meta))
+    if name == "tracks":
+        exps.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="x2", column_B="x1", or_equal=True, meta=meta))
+    if name == "scenes":
+        exps.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="frame_end", column_B="frame_start", or_equal=True, meta=meta))
+    keys = _UNIQUE.get(name)
+    if keys and len(keys) == 1:
+        exps.append(gxe.ExpectColumnValuesToBeUnique(column=keys[0], meta=meta))
+    elif keys:
+        exps.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=keys, meta=meta))
+    return SuitePlan(f"table_{name}", frame, exps)
+
+
+def run_suites(plans: list[SuitePlan], docs_dir: str | Path | None = None) -> SuiteOutcome:
+    """Validate every plan through a checkpoint; build Data Docs into ``docs_dir`` when given."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    if docs_dir is not None:
+        Path(docs_dir).mkdir(parents=True, exist_ok=True)
+        context.add_data_docs_site(site_name="glave", site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+    source = context.data_sources.add_pandas("glave")
+    values: dict[str, float] = {}
+    details: dict[str, list[str]] = defaultdict(list)
+    evaluated = 0
+    for plan in plans:
+        batch_def = source.add_dataframe_asset(plan.name).add_batch_definition_whole_dataframe("all")
+        suite = context.suites.add(gx.ExpectationSuite(name=plan.name))
+        for exp in plan.expectations:
+            suite.add_expectation(exp)
+            values.setdefault(exp.meta["check"], 0.0)
+        if plan.frame.empty:
+            continue  # nothing to judge; the checks stay at 0 (videos/QA counts catch absence)
+        vd = context.validation_definitions.add(gx.ValidationDefinition(name=plan.name, data=batch_def, suite=suite))
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if docs_dir is not None else []
+        checkpoint = context.checkpoints.add(gx.Checkpoint(name=f"cp_{plan.name}", validation_definitions=[vd], actions=actions))
+        result = checkpoint.run(batch_parameters={"dataframe": plan.frame})
+        for suite_result in result.run_results.values():
+            for r in suite_result.results:
+                evaluated += 1
+                check = r.expectation_config.meta["check"]
+                share = _unexpected_share(r)
+                values[check] = max(values[check], share)
+                if not r.success:
+                    kw = {k: v for k, v in r.expectation_config.kwargs.items() if k in ("column", "column_A", "column_B", "column_list")}
+                    sample = (r.result or {}).get("partial_unexpected_list") or (r.result or {}).get("observed_value")
+                    details[check].append(f"{plan.name}: {r.expectation_config.type} {kw} unexpected={share:.3f} e.g. {str(sample)[:160]}")
+    return SuiteOutcome(values, dict(details), evaluated)
+
+
+def _unexpected_share(r: Any) -> float:
+    res = r.result or {}
+    if r.success:
+        return 0.0
+    if res.get("unexpected_percent") is not None:
+        return float(res["unexpected_percent"]) / 100.0
+    return 1.0  # table-level expectation (column set, compound) failed outright
