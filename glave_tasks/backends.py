@@ -14,6 +14,11 @@ from .errors import ConfigError
 
 REGISTRY: dict[str, dict[str, str]] = {
     # kind -> backend name -> "module:attribute"
+    "engine": {
+        "rules": "glave_tasks.language.rules_engine:RulesEngine",
+        "vllm": "glave_tasks.language.vllm_engine:VLLMEngine",
+        "openai": "glave_tasks.language.openai_engine:OpenAIEngine",
+    },
 }
 
 

@@ -12,6 +12,8 @@ from ..stage import Stage
 # name -> "module:Class"; modules are imported only when a stage is used (heavy libraries).
 STAGES: dict[str, str] = {
     "ingest": "glave_tasks.stages.ingest:IngestStage",
+    "caption": "glave_tasks.stages.caption:CaptionStage",
+    "bridge": "glave_tasks.stages.bridge:BridgeStage",
 }
 
 PIPELINE: list[str] = ["ingest", "track", "caption", "bridge", "qa", "validate"]

@@ -1,0 +1,81 @@
+"""The scene split's output model, its validation and its repair."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import VideoFailure
+
+
+class SceneSpan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: int = Field(ge=0, le=9999)
+    end: int = Field(ge=0, le=9999)
+    scene_hint: str = Field(max_length=160)
+    camera_note: str = Field(max_length=120)
+
+
+class SceneSplit(BaseModel):
+    """What the scene-split prompt must answer (its JSON schema constrains the engine)."""
+
+    model_config = ConfigDict(extra="forbid")
+    scenes: list[SceneSpan] = Field(min_length=1, max_length=48)
+
+
+def repair_scenes(split: SceneSplit, num_keyframes: int, cut_keyframes: list[int]) -> tuple[list[SceneSpan], list[str]]:
+    """Scenes that cover keyframes 0..n-1 in order with no gap or overlap, and start at every cut.
+
+    Out-of-range ends are clipped, reversed ranges swapped, overlaps cut, gaps closed by extending
+    the earlier scene, and a scene that spans a shot cut is split there (a cut always starts a
+    scene). Returns the scenes and a note per repair; raises when nothing usable is left.
+    """
+    if num_keyframes < 1:
+        raise VideoFailure("invalid_scene_split", "video has no keyframes")
+    last = num_keyframes - 1
+    notes: list[str] = []
+    spans = []
+    for s in split.scenes:
+        a, b = min(s.start, s.end), max(s.start, s.end)
+        if (a, b) != (s.start, s.end):
+            notes.append(f"reversed range {s.start}-{s.end}")
+        if a > last:
+            notes.append(f"dropped range {a}-{b} past the last keyframe {last}")
+            continue
+        if b > last:
+            notes.append(f"clipped range {a}-{b} to {last}")
+            b = last
+        spans.append(s.model_copy(update={"start": a, "end": b}))
+    if not spans:
+        raise VideoFailure("invalid_scene_split", f"no scene range falls inside keyframes 0-{last}")
+    spans.sort(key=lambda s: (s.start, s.end))
+    out: list[SceneSpan] = []
+    expected = 0
+    for s in spans:
+        if s.end < expected:
+            notes.append(f"dropped range {s.start}-{s.end} inside an earlier scene")
+            continue
+        if s.start != expected:
+            notes.append(f"moved start of {s.start}-{s.end} to {expected}")
+            s = s.model_copy(update={"start": expected})
+        out.append(s)
+        expected = s.end + 1
+    if out[-1].end != last:
+        notes.append(f"extended the last scene to keyframe {last}")
+        out[-1] = out[-1].model_copy(update={"end": last})
+    split_at = []
+    for s in out:
+        inner = [c for c in cut_keyframes if s.start < c <= s.end]
+        bounds = [s.start, *inner, s.end + 1]
+        for a, b in zip(bounds, bounds[1:]):
+            split_at.append(s.model_copy(update={"start": a, "end": b - 1}))
+        if inner:
+            notes.append(f"split {s.start}-{s.end} at shot cuts {inner}")
+    return split_at, notes
+
+
+def strip_ids(text: str) -> str:
+    """Remove the "(ID=n)" object tags (scene captions are read by people, not matched to masks)."""
+    import re
+
+    text = re.sub(r"\s*\(\s*ID\s*=\s*\d+\s*\)", "", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()

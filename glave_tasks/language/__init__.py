@@ -1,0 +1,38 @@
+"""Language/vision model layer: one request/response interface, engines chosen by config.
+
+    engine = build_engine(config.caption.engine, cache_dir=..., s3=...)
+    responses = complete(engine, requests, output_models, structured_retries=...)
+
+Engines: ``rules`` (embedded default, no model), ``vllm`` (in-process offline batches),
+``openai`` (any OpenAI-compatible server). They are registered as backend kind ``engine``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backends import load
+from ..config import EngineConfig
+from .structured import MALFORMED, complete, parse_answer, schema_for
+from .types import Engine, EngineError, LLMRequest, LLMResponse
+
+# Engines are registered in glave_tasks.backends as kind "engine" (rules, vllm, openai).
+
+
+def build_engine(config: EngineConfig, **kwargs: Any) -> Engine:
+    """The engine the config names (``cache_dir``/``s3`` are used by engines that load weights)."""
+    return load("engine", config.backend)(config, **kwargs)
+
+
+def engine_ids(config: EngineConfig) -> dict[str, str]:
+    """What identifies the engine's output, for stage fingerprints."""
+    if config.backend == "rules":
+        from .rules_engine import RULES_VERSION
+
+        return {"engine": "rules", "rules": RULES_VERSION}
+    return {"engine": config.backend, "model": str(config.model or ""), "revision": str(config.revision or ""),
+            "weights": str(config.weights or "")}
+
+
+__all__ = ["Engine", "EngineError", "LLMRequest", "LLMResponse", "MALFORMED", "build_engine", "complete",
+           "engine_ids", "parse_answer", "schema_for"]

@@ -1,0 +1,77 @@
+"""Bridge stage (GLaVE-Cap step 6): scene split and scene captions, then the video caption.
+
+ID tags are stripped; shot cuts (already mapped to keyframes by ingest) bound scenes; the model
+groups keyframes into scenes under a JSON schema, and the split is validated and repaired (or
+the video fails with a reason). Scene captions are written in rounds: scene i of every video
+together, each given the overview and all earlier scene captions of its video.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ..config import GlaveConfig
+from ..stage import Resources, ShardContext, Stage
+
+
+class BridgeStage(Stage):
+    name = "bridge"
+    family = "llm"
+    needs = ("ingest", "track", "caption")
+    outputs = ("scenes", "video_captions")
+    config_sections = ("run", "caption")
+
+    def __init__(self, config: GlaveConfig, engine: Any = None) -> None:
+        super().__init__(config)
+        self.engine = engine
+
+    def resources(self) -> Resources:
+        if self.config.caption.engine.backend == "vllm":
+            return Resources(cpu="8", memory="48Gi", gpus=self.config.caption.engine.tensor_parallel_size)
+        return Resources(cpu="1", memory="2Gi")
+
+    def model_ids(self) -> dict[str, str]:
+        from ..language import engine_ids
+
+        return engine_ids(self.config.caption.engine)
+
+    def prompt_versions(self) -> dict[str, str]:
+        from ..captionbridge.pipeline import BRIDGE_PROMPTS
+        from ..language.prompts import versions
+
+        return versions(*BRIDGE_PROMPTS)
+
+    def setup(self) -> None:
+        if self.engine is None:
+            from ..language import build_engine
+
+            self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
+                                       s3=self.config.store.s3)
+
+    def process(self, ctx: ShardContext) -> None:
+        from ..captionbridge.loading import load_facts
+        from ..captionbridge.pipeline import LevelRunner, bridge_shard
+
+        overviews = {r["video_id"]: r["overview_caption"] for r in ctx.read("caption", "overviews").to_pylist()}
+        merged: dict[str, dict[int, str]] = defaultdict(dict)
+        for r in ctx.read("caption", "local_captions").to_pylist():
+            if r["stream"] == "merged":
+                merged[r["video_id"]][r["keyframe_index"]] = r["text"]
+        videos = []
+        for v in load_facts(ctx, with_images=False):
+            texts = merged.get(v.video_id, {})
+            if v.video_id not in overviews or sorted(texts) != [k.index for k in v.keyframes]:
+                ctx.fail(v.video_id, "missing_captions", "caption stage has no overview or merged caption per keyframe")
+                continue
+            videos.append(v)
+        runner = LevelRunner(self.engine, structured_retries=self.config.caption.engine.structured_retries)
+        scene_rows, video_rows = bridge_shard(
+            videos, overviews, {v.video_id: [merged[v.video_id][k.index] for k in v.keyframes] for v in videos}, runner)
+        for vid, (reason, detail) in runner.failures.items():
+            ctx.fail(vid, reason, detail)
+        ctx.write("scenes", scene_rows)
+        ctx.write("video_captions", video_rows)
+        for task, n in runner.requests_per_task.items():
+            ctx.add_metric(f"requests_{task}", n)
+        ctx.add_metric("engine_calls", runner.engine_calls)
