@@ -14,6 +14,18 @@ from .errors import ConfigError
 
 REGISTRY: dict[str, dict[str, str]] = {
     # kind -> backend name -> "module:attribute"
+    "detector": {
+        "classical": "glave_tasks.vision.classical_detector:ClassicalDetector",
+        "ultralytics": "glave_tasks.vision.ultralytics_detector:UltralyticsDetector",
+    },
+    "segmenter": {
+        "none": "glave_tasks.vision.box_tracker:BoxTracker",
+        "sam2": "glave_tasks.vision.sam2_propagator:Sam2Propagator",
+    },
+    "similarity": {
+        "histogram": "glave_tasks.media.similarity:HistogramSimilarity",
+        "clip": "glave_tasks.media.similarity:ClipSimilarity",
+    },
     "engine": {
         "rules": "glave_tasks.language.rules_engine:RulesEngine",
         "vllm": "glave_tasks.language.vllm_engine:VLLMEngine",

@@ -176,3 +176,53 @@ def truncated_copy(src: str | Path, dst: str | Path, keep: float = 0.4) -> Path:
 def text_file_named_video(path: str | Path) -> Path:
     Path(path).write_text("this is not a video\n" * 20)
     return Path(path)
+
+
+def empty_movie(path: str | Path) -> Path:
+    """An MP4 whose movie holds no frames at all (a recorder stopped before the first frame)."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+    container.start_encoding()
+    container.close()
+    return Path(path)
+
+
+def audio_only(path: str | Path, seconds: float = 1.0) -> Path:
+    """A valid MP4 with an AAC track and no video track."""
+    with av.open(str(path), "w") as container:
+        astream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, int(16000 * seconds)), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in astream.encode(frame):
+            container.mux(packet)
+        for packet in astream.encode():
+            container.mux(packet)
+    return Path(path)
+
+
+def faststart_video(path: str | Path, *, frames: int = 100, fps: int = 10) -> Path:
+    """Noise frames in an MP4 whose index (moov) comes first, as streaming uploads are muxed:
+    a truncated copy still opens, and only decoding shows that frames are missing."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(frames):
+            img = np.random.default_rng(i).integers(0, 255, (240, 320, 3), np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
+
+
+def long_video(path: str | Path, *, seconds: float = 60.0, fps: int = 25, width: int = 640, height: int = 360) -> GroundTruth:
+    """A longer multi-shot video for throughput and interruption tests: a shot every 10 s."""
+    shots = [
+        Shot(min(10.0, seconds - 10.0 * i), (40 + 35 * (i % 6), 200 - 25 * (i % 7), 90 + 20 * (i % 5)), [
+            MovingObject(1, "box", (220, 30, 30), (20, 60), (30, 5), (80, 60)),
+            MovingObject(2, "disc", (30, 60, 220), (300, 10), (-10, 20), (70, 70)),
+        ], texture_seed=10 + i)
+        for i in range(int(np.ceil(seconds / 10.0)))
+    ]
+    return write_video(path, shots, fps=fps, width=width, height=height)

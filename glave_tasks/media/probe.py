@@ -13,6 +13,7 @@ Reason codes (``VideoFailure.reason``), stable across releases because reports c
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,11 @@ def probe_container(container: "object", path: str | os.PathLike[str], cfg: Inge
 
     videos = list(container.streams.video)  # type: ignore[attr-defined]
     if not videos:
+        # FFmpeg hides an MP4 track that holds no samples: an empty movie is empty, not "no video".
+        has_video_track, movie_s = _bmff_movie(path)
+        if has_video_track or (movie_s == 0.0 and not container.streams):  # type: ignore[attr-defined]
+            raise VideoFailure(ZERO_DURATION, "the MP4/MOV movie holds no video frames")
+    if not videos:
         raise VideoFailure(NOT_A_VIDEO, f"{container.format.name} container has no video stream")  # type: ignore[attr-defined]
     stream = videos[0]
     ctx = stream.codec_context
@@ -137,6 +143,45 @@ def probe_container(container: "object", path: str | os.PathLike[str], cfg: Inge
     )
     check_limits(probe.duration_s, probe.width, probe.height, cfg)
     return probe
+
+
+def _bmff_movie(path: str | os.PathLike[str]) -> tuple[bool, float | None]:
+    """For an MP4/MOV: whether its movie header declares a video track (``hdlr`` of type
+    ``vide``), and the movie duration from ``mvhd`` in seconds (None when not found)."""
+    with open(path, "rb") as fh:
+        if sniff_container(fh.read(512)) != "bmff":
+            return False, None
+        size = os.path.getsize(path)
+        offset = 0
+        while offset + 8 <= size:
+            fh.seek(offset)
+            box_size, box_type = struct.unpack(">I4s", fh.read(8))
+            if box_size == 1:
+                box_size = struct.unpack(">Q", fh.read(8))[0]
+            if box_size < 8:
+                return False, None
+            if box_type == b"moov":
+                fh.seek(offset)
+                moov = fh.read(min(box_size, 64 * 1024 * 1024))
+                has_video = re.search(rb"hdlr.{8}vide", moov, re.DOTALL) is not None
+                return has_video, _mvhd_duration(moov)
+            offset += box_size
+    return False, None
+
+
+def _mvhd_duration(moov: bytes) -> float | None:
+    at = moov.find(b"mvhd")
+    if at < 0:
+        return None
+    body = moov[at + 4:]
+    try:
+        if body[0] == 1:  # 64-bit times
+            timescale, duration = struct.unpack(">IQ", body[20:32])
+        else:
+            timescale, duration = struct.unpack(">II", body[12:20])
+    except struct.error:
+        return None
+    return duration / timescale if timescale else None
 
 
 def check_limits(duration_s: float, width: int, height: int, cfg: IngestConfig) -> None:

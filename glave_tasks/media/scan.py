@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import av
+import cv2
 
 from ..config import IngestConfig
 from ..errors import VideoFailure
@@ -107,7 +108,7 @@ def scan_video(
                     if is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold):
                         continue
                     content_candidate_seen = True
-                selector.add(Candidate(sample_index, frame_index, round(t, 6), key, out_w, out_h, bgr[:, :, ::-1]))
+                selector.add(Candidate(sample_index, frame_index, round(t, 6), key, out_w, out_h, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
         except av.FFmpegError as exc:
             if frame_index < 0:
                 raise VideoFailure(P.CORRUPT, f"no frame could be decoded: {exc}") from None

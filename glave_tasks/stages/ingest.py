@@ -16,9 +16,6 @@ from .. import backends
 from ..stage import Resources, ShardContext, Stage, VideoRef
 from ..store import filesystem_for
 
-backends.register("similarity", "histogram", "glave_tasks.media.similarity:HistogramSimilarity")
-backends.register("similarity", "clip", "glave_tasks.media.similarity:ClipSimilarity")
-
 
 class IngestStage(Stage):
     name: ClassVar[str] = "ingest"
