@@ -100,6 +100,15 @@ class SegmenterConfig(Section):
     checkpoint: str | None = None
     image_size: int = Field(1024, ge=64)
     device: str = "cpu"
+    # Run the detector (new IDs, re-matching) every this many dense samples; SAM 2 propagates
+    # masks to the samples in between.
+    detect_every: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _sam2_needs_checkpoint(self) -> "SegmenterConfig":
+        if self.backend == "sam2" and not self.checkpoint:
+            raise ValueError("backend 'sam2' needs checkpoint (local path or s3:// URI)")
+        return self
 
 
 class TrackConfig(Section):

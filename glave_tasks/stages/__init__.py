@@ -12,6 +12,7 @@ from ..stage import Stage
 # name -> "module:Class"; modules are imported only when a stage is used (heavy libraries).
 STAGES: dict[str, str] = {
     "ingest": "glave_tasks.stages.ingest:IngestStage",
+    "track": "glave_tasks.stages.track:TrackStage",
     "caption": "glave_tasks.stages.caption:CaptionStage",
     "bridge": "glave_tasks.stages.bridge:BridgeStage",
 }

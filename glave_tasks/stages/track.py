@@ -1,0 +1,138 @@
+"""Track (GLaVE-Cap steps 2-3): vision experts with stable object IDs, then Set-of-Mark prompts.
+
+Per video of the shard: the configured detector runs in batches on the dense frame sample, the
+configured segmenter turns detections into tracks (BYTETracker on boxes, or SAM 2 mask
+propagation with mask-IoU ID matching), and every keyframe gets its box JSON and a marked frame
+(contours + IDs). Outputs: ``tracks`` (one row per object per sample, mask as COCO RLE) and
+``marks`` (one row per keyframe), every row labelled with the backend and model that made it.
+A video without objects gets no track rows and unmarked keyframes: an empty result, not an error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any, ClassVar
+
+from .. import backends
+from ..errors import VideoFailure
+from ..stage import Resources, ShardContext, Stage
+
+
+class TrackStage(Stage):
+    name: ClassVar[str] = "track"
+    family: ClassVar[str] = "vision"
+    needs: ClassVar[tuple[str, ...]] = ("ingest",)
+    outputs: ClassVar[tuple[str, ...]] = ("tracks", "marks")
+    config_sections: ClassVar[tuple[str, ...]] = ("run", "track")
+
+    detector: Any = None
+    segmenter: Any = None
+
+    @property
+    def uses_gpu(self) -> bool:
+        t = self.config.track
+        return t.detector.backend != "classical" or t.segmenter.backend != "none"
+
+    def resources(self) -> Resources:
+        if self.uses_gpu:
+            return Resources(cpu="4", memory="16Gi", gpus=1, ephemeral_storage="40Gi")
+        return Resources(cpu="2", memory="4Gi", gpus=0, ephemeral_storage="20Gi")
+
+    @property
+    def backend_label(self) -> str:
+        t = self.config.track
+        return t.detector.backend if t.segmenter.backend == "none" else f"{t.detector.backend}+{t.segmenter.backend}"
+
+    def model_ids(self) -> dict[str, str]:
+        t = self.config.track
+        ids = {"detector": t.detector.weights if t.detector.backend == "ultralytics" else "opencv:hog-default-people+mog2"}
+        if t.segmenter.backend == "sam2":
+            ids["segmenter"] = f"{t.segmenter.model_config_name}@{t.segmenter.checkpoint}"
+        return ids
+
+    def setup(self) -> None:
+        if self.detector is not None:
+            return
+        t = self.config.track
+        common = {"cache_dir": self.config.store.local_cache, "s3": self.config.store.s3}
+        self.detector = backends.load("detector", t.detector.backend)(t.detector, min_object_px=t.min_object_px, **common)
+        self.segmenter = backends.load("segmenter", t.segmenter.backend)(t, **common)
+
+    @property
+    def model_id(self) -> str:
+        ids = [self.detector.model_id] + ([self.segmenter.model_id] if self.segmenter.model_id else [])
+        return " + ".join(ids)
+
+    def process(self, ctx: ShardContext) -> None:
+        dense = _by_video(ctx.read("ingest", "dense_frames").to_pylist(), "sample_index")
+        keyframes = _by_video(ctx.read("ingest", "keyframes").to_pylist(), "keyframe_index")
+        cuts = _by_video(ctx.read("ingest", "cuts").to_pylist(), "cut_index")
+        tracks: list[dict[str, Any]] = []
+        marks: list[dict[str, Any]] = []
+        videos = ctx.ok_videos()
+        for video in ctx.progress(videos, "videos", total=len(videos)):
+            with ctx.guard(video.video_id):
+                t, m = self._video(ctx, video.video_id, dense[video.video_id], keyframes[video.video_id],
+                                   cuts[video.video_id])
+                tracks += t
+                marks += m
+        ctx.write("tracks", tracks)
+        ctx.write("marks", marks)
+
+    def _video(self, ctx: ShardContext, vid: str, dense: list[dict], keyframes: list[dict],
+               cuts: list[dict]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        from ..vision import rle, set_of_mark
+        from ..vision.frames import load_frames
+
+        if not dense:
+            if keyframes:
+                raise VideoFailure("no_dense_frames", "ingest wrote keyframes but no dense frames")
+            return [], []
+        paths = [ctx.upstream_file(r["image_key"]) for r in dense]
+        frames = load_frames(vid, paths, [float(r["frame_index"]) for r in dense],
+                             [float(c["frame_index"]) for c in cuts])
+        t0 = time.perf_counter()
+        detections = self.detector.detect(frames)
+        t1 = time.perf_counter()
+        objects = self.segmenter.track(frames, detections)
+        t2 = time.perf_counter()
+        ctx.add_metric("detect_s", t1 - t0)
+        ctx.add_metric("segment_s", t2 - t1)
+        ctx.add_metric("frames", len(frames))
+
+        backend, model_id = self.backend_label, self.model_id
+        tracks = [{
+            "video_id": vid, "sample_index": r["sample_index"], "frame_index": r["frame_index"],
+            "timestamp_s": r["timestamp_s"], "track_id": o.track_id, "label": o.label, "score": o.score,
+            "x1": o.box[0], "y1": o.box[1], "x2": o.box[2], "y2": o.box[3], "mask": rle.encode(o.mask),
+            "backend": backend, "model_id": model_id,
+        } for r, objs in zip(dense, objects) for o in objs]
+
+        marks = []
+        position = {r["sample_index"]: i for i, r in enumerate(dense)}
+        by_keyframe = {r["keyframe_index"]: position[r["sample_index"]] for r in dense if r["keyframe_index"] is not None}
+        cfg = self.config.track
+        for kf in keyframes:
+            k = kf["keyframe_index"]
+            i = by_keyframe.get(k)
+            if i is None:  # not on the dense grid: the nearest sample in time stands in
+                i = min(range(len(dense)), key=lambda j: abs(dense[j]["timestamp_s"] - kf["timestamp_s"]))
+            image = frames.images[i] if kf["image_key"] == dense[i]["image_key"] else \
+                load_frames(vid, [ctx.upstream_file(kf["image_key"])], [0.0], []).images[0]
+            marked = set_of_mark.render(image, {o.track_id: o.mask for o in objects[i]},
+                                        thickness=cfg.contour_thickness, min_object_px=cfg.min_object_px)
+            key = ctx.put_bytes(marked.png, vid, f"marked-k{k:04d}.png")
+            marks.append({
+                "video_id": vid, "keyframe_index": k, "boxes_json": marked.boxes_json,
+                "object_ids": marked.object_ids, "marked_image_key": key, "backend": backend,
+            })
+        ctx.add_metric("render_s", time.perf_counter() - t2)
+        return tracks, marks
+
+
+def _by_video(rows: list[dict[str, Any]], order: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: (r["video_id"], r[order])):
+        out[r["video_id"]].append(r)
+    return out
