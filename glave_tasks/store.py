@@ -57,6 +57,10 @@ class ArtifactStore:
             raise StoreError(f"unsafe object key: {key!r}")
         return f"{self._base}/{key}"
 
+    def _prefix_path(self, prefix: str) -> str:
+        """A prefix may also be empty: the whole store."""
+        return self._base if prefix in ("", "/") else self._path(prefix.rstrip("/"))
+
     def uri(self, key: str = "") -> str:
         """The full URI of a key (or of the root), for humans and for other tools."""
         return self.root if not key else (self._path(key) if self.is_local else f"s3://{self._path(key)}")
@@ -98,9 +102,15 @@ class ArtifactStore:
         path = self._path(key)
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{path}.tmp-{os.getpid()}"
-            shutil.copyfile(local_path, tmp)
-            os.replace(tmp, path)
+            # Same temp naming as write_bytes, so listings never show a half-copied file.
+            fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".tmp-")
+            os.close(fd)
+            try:
+                shutil.copyfile(local_path, tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         else:
             self.fs.put_file(str(local_path), path)
         return self.uri(key)
@@ -125,8 +135,8 @@ class ArtifactStore:
 
     # -- listing and deletion ---------------------------------------------------------------
     def list(self, prefix: str) -> list[str]:
-        """Keys of all files under a prefix, sorted (recursive)."""
-        base = self._path(prefix)
+        """Keys of all files under a prefix, sorted (recursive); ``""`` lists the whole store."""
+        base = self._prefix_path(prefix)
         try:
             found = self.fs.find(base)
         except FileNotFoundError:
@@ -135,8 +145,8 @@ class ArtifactStore:
         return sorted(p[start:] for p in found if not Path(p).name.startswith(".tmp-"))
 
     def list_dirs(self, prefix: str) -> list[str]:
-        """Names of the immediate sub-folders of a prefix."""
-        base = self._path(prefix)
+        """Names of the immediate sub-folders of a prefix (``""``: of the root)."""
+        base = self._prefix_path(prefix)
         try:
             entries = self.fs.ls(base, detail=True, refresh=True)
         except FileNotFoundError:
