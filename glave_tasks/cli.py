@@ -32,6 +32,16 @@ def _open(config: str | None, store: str | None) -> tuple[GlaveConfig, ArtifactS
 config_opt = click.option("--config", "config_path", default=None, help="YAML config (path or s3:// URI).")
 store_opt = click.option("--store", default=None, help="Artifact store root (path, file:// or s3://).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+result_file_opt = click.option("--result-file", default=None, type=click.Path(dir_okay=False),
+                               help="Also write the small JSON result here (read back by the orchestrator).")
+
+
+def _write_result(path: str | None, obj: Any) -> None:
+    if path:
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, sort_keys=True, default=str))
 
 
 @click.group()
@@ -50,13 +60,15 @@ def cli(verbose: bool) -> None:
 @config_opt
 @store_opt
 @json_opt
+@result_file_opt
 def discover(input_uri: str, run_id: str, reprocess: bool, shard_size: int | None, max_videos: int | None,
-             config_path: str | None, store: str | None, as_json: bool) -> None:
+             config_path: str | None, store: str | None, as_json: bool, result_file: str | None) -> None:
     """Find the run's videos and write its shard plan."""
     from .discover import discover as do_discover
 
     cfg, st = _open(config_path, store)
     manifest = do_discover(st, cfg, input_uri, run_id, reprocess=reprocess, shard_size=shard_size, max_videos=max_videos)
+    _write_result(result_file, manifest)
     _emit(manifest, as_json, lambda m: f"run {m['run_id']}: {m['num_videos']} videos in {len(m['shards'])} shards "
           f"({m['skipped_already_annotated']} already annotated, {m['duplicates']} duplicates skipped)")
 
@@ -69,13 +81,16 @@ def discover(input_uri: str, run_id: str, reprocess: bool, shard_size: int | Non
 @config_opt
 @store_opt
 @json_opt
-def stage(name: str, run_id: str, shard: int, force: bool, config_path: str | None, store: str | None, as_json: bool) -> None:
+@result_file_opt
+def stage(name: str, run_id: str, shard: int, force: bool, config_path: str | None, store: str | None, as_json: bool,
+          result_file: str | None) -> None:
     """Run one stage over one shard."""
     from .stage import run_stage
     from .stages import build_stage
 
     cfg, st = _open(config_path, store)
     outcome = run_stage(build_stage(name, cfg), st, run_id, shard, force=force, show_progress=not as_json)
+    _write_result(result_file, outcome.to_json())
     _emit(outcome.to_json(), as_json, _format_outcome)
 
 
@@ -125,6 +140,61 @@ def status(run_id: str, config_path: str | None, store: str | None, as_json: boo
 
     _, st = _open(config_path, store)
     _emit(run_status(st, run_id), as_json, format_status)
+
+
+@cli.command("render-pods")
+@click.option("--run-id", required=True)
+@click.option("--overlay", default=None, help="Kustomize overlay whose glave config applies (dev, prod or a folder).")
+@click.option("--shard", type=int, default=0, show_default=True)
+@config_opt
+@store_opt
+def render_pods(run_id: str, overlay: str | None, shard: int, config_path: str | None, store: str | None) -> None:
+    """Print every task's Kubernetes pod manifest (YAML) for one shard, without a cluster."""
+    import yaml
+
+    from operators.render import config_for, render_pods as do_render
+
+    cfg = config_for(config_path, overlay)
+    manifests = do_render(cfg, run_id, shard, config_uri=config_path, store_uri=store or cfg.store.root)
+    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+
+
+@cli.command()
+@click.option("--run-id", required=True)
+@click.option("--stage", "stage_name", required=True, help="Stage to run again.")
+@click.option("--shard", type=int, default=None, help="Only this shard (default: every shard of the run).")
+@click.option("--downstream", is_flag=True, help="Also re-run every later stage.")
+@config_opt
+@store_opt
+@json_opt
+def rerun(run_id: str, stage_name: str, shard: int | None, downstream: bool, config_path: str | None,
+          store: str | None, as_json: bool) -> None:
+    """Force a stage (and later stages with --downstream) to run again, without Airflow."""
+    from .rerun import rerun as do_rerun
+
+    cfg, st = _open(config_path, store)
+    result = do_rerun(st, cfg, run_id, stage_name, shard=shard, downstream=downstream, show_progress=not as_json)
+    _emit(result, as_json, lambda r: "\n".join(
+        [f"rerun {r['run_id']}: stages {', '.join(r['stages'])} on shards {r['shards']}"]
+        + [f"  {_format_outcome(o)}" for o in r["outcomes"]]
+        + [f"  FAILED {f['stage']} shard {f['shard']}: {f['error']}" for f in r["failed"]]))
+    if result["failed"]:
+        raise GlaveError(f"{len(result['failed'])} stage shard(s) failed")
+
+
+@cli.command("mlflow-log")
+@click.option("--run-id", required=True)
+@config_opt
+@store_opt
+@json_opt
+def mlflow_log(run_id: str, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Log a run to MLflow: params, stage metrics from commit markers, model references, the report."""
+    from .tracking import log_run
+
+    cfg, st = _open(config_path, store)
+    result = log_run(st, cfg, run_id)
+    _emit(result, as_json, lambda r: f"mlflow run {r['mlflow_run_id']} (experiment {r['experiment_id']}) "
+          f"at {r['tracking_uri']}: stages {', '.join(r['stages'])}; {len(r['models'])} model references")
 
 
 def main(argv: list[str] | None = None) -> int:

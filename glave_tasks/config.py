@@ -189,6 +189,21 @@ class K8sConfig(Section):
     llm_secret_name: str = "glave-llm"
     startup_timeout_s: int = Field(1800, ge=60)
     priority_class: str = "glave-batch"
+    # GPU stages get their own class so that they may preempt nothing but wait behind nothing cheap.
+    gpu_priority_class: str = "glave-gpu"
+    # Image per stage family: <image_registry>/<images[family]>:<image_tag>.
+    images: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "glave-cpu", "vision": "glave-vision", "llm": "glave-llm"}
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    kubernetes_conn_id: str = "kubernetes_default"
+    in_cluster: bool | None = None
+    # delete_succeeded_pod keeps failed pods for inspection; delete_pod removes all.
+    on_finish_action: Literal["delete_pod", "delete_succeeded_pod", "keep_pod"] = "delete_succeeded_pod"
+    run_as_user: int = Field(10001, ge=1)
+    scratch_size: str = "20Gi"  # emptyDir backing /tmp and the model/artifact cache
+    cache_dir: str = "/cache"
+    extra_env: dict[str, str] = Field(default_factory=dict)  # non-secret only (e.g. AWS_REGION)
 
 
 class OrchestrationConfig(Section):
@@ -197,6 +212,19 @@ class OrchestrationConfig(Section):
     k8s: K8sConfig = Field(default_factory=K8sConfig)
     # Embedded default: the interpreter that runs each stage family (a venv per image).
     local_python: dict[str, str] = Field(default_factory=dict)
+    input_prefix: str = "var/inbox"
+    # Airflow connection whose credentials reach local stage processes (pods use Secrets/IRSA).
+    aws_conn_id: str | None = "aws_default"
+    retries: int = Field(2, ge=0)
+    retry_delay_s: int = Field(60, ge=1)
+    max_retry_delay_s: int = Field(1800, ge=1)
+    # Per-stage execution timeout in minutes; stages not listed get default_timeout_min.
+    stage_timeout_min: dict[str, int] = Field(default_factory=lambda: {
+        "ingest": 60, "track": 240, "caption": 360, "bridge": 240, "qa": 240, "validate": 60,
+    })
+    default_timeout_min: int = Field(60, ge=1)
+    gpu_pool: str = "glave_gpu"  # Airflow pool bounding concurrent GPU pods (slots = GPUs)
+    gpu_concurrency: int = Field(2, ge=1)  # at most this many mapped TIs of one GPU stage at once
 
 
 class MlflowConfig(Section):

@@ -1,0 +1,81 @@
+"""glave_nightly: new videos under the input prefix -> annotated, validated, published dataset.
+
+discover (the shard list via XCom) -> per shard, mapped: ingest -> track -> caption -> bridge -> qa ->
+validate -> report -> publish (gated by validation's critical checks; emits the dataset Asset) ->
+mlflow_log. Each stage of each shard is its own task instance: a failed shard retries, or is
+cleared, alone. Tasks run ``glave`` commands in pods (``orchestration.executor: kubernetes``) or
+as local subprocesses (embedded default). No business logic and no heavy imports here.
+
+Config: ``GLAVE_CONFIG`` (path or s3:// URI) plus ``GLAVE__SECTION__FIELD`` overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG, Asset, Param, TriggerRule, task_group
+
+from glave_tasks.config import load_config
+from glave_tasks.stages import available
+from operators.factory import glave_task, stage_task
+from operators.publishing import dataset_asset_uri
+
+CONFIG_URI = os.environ.get("GLAVE_CONFIG") or ""
+config = load_config(CONFIG_URI or None)
+STAGES = available()
+
+# The pipeline run id is the date partition, so a re-triggered night reuses committed shards.
+RUN_ID = "nightly-{{ params.run_date or ds }}"
+PARAMS = {"config_uri": "{{ params.config_uri }}", "store_uri": "{{ params.store_uri }}"}
+DATASET = Asset(name="glave_dataset", uri=dataset_asset_uri(config), group="glave")
+
+with DAG(
+    dag_id="glave_nightly",
+    schedule=config.orchestration.schedule,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["glave"],
+    doc_md=__doc__,
+    params={
+        "input_prefix": Param(config.orchestration.input_prefix, type="string", minLength=1,
+                              description="Folder or s3:// prefix holding the night's videos."),
+        "store_uri": Param(config.store.root, type="string", minLength=1, description="Artifact store root."),
+        "config_uri": Param(CONFIG_URI, type="string", description="glave config (path or s3:// URI); empty: defaults."),
+        "run_date": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+                          description="Date partition (YYYY-MM-DD); empty: the run's logical date."),
+        "shard_size": Param(config.run.shard_size, type="integer", minimum=1, maximum=10_000),
+        "max_videos": Param(config.run.max_videos, type=["null", "integer"], minimum=1),
+        "stages": Param(STAGES, type="array", minItems=1, uniqueItems=True,
+                        items={"type": "string", "enum": STAGES}, description="Stages to run (others skip)."),
+    },
+) as dag:
+    discover = glave_task(
+        config, task_id="discover", subcommand=["discover"], run_id=RUN_ID, **PARAMS,
+        options={"--input": "{{ params.input_prefix }}", "--shard-size": "{{ params.shard_size }}",
+                 "--max-videos": "{{ params.max_videos }}"},
+        flags=("--json",), result_key="shards",
+    )
+
+    @task_group(group_id="shard")
+    def per_shard(shard: int) -> None:
+        previous = None
+        for name in STAGES:
+            # none_failed: a stage left out by the `stages` param skips without skipping the rest.
+            current = stage_task(config, name, run_id=RUN_ID, shard=shard, **PARAMS,
+                                 trigger_rule=TriggerRule.NONE_FAILED if previous is not None else TriggerRule.ALL_SUCCESS)
+            if previous is not None:
+                previous >> current
+            previous = current
+
+    shards = per_shard.expand(shard=discover.output)
+
+    report = glave_task(config, task_id="report", subcommand=["report"], run_id=RUN_ID, **PARAMS,
+                        trigger_rule=TriggerRule.ALL_DONE)
+    publish = glave_task(config, task_id="publish", subcommand=["publish"], run_id=RUN_ID, **PARAMS,
+                         outlets=[DATASET])
+    mlflow_log = glave_task(config, task_id="mlflow_log", subcommand=["mlflow-log"], run_id=RUN_ID, **PARAMS,
+                            trigger_rule=TriggerRule.ALL_DONE)
+
+    discover >> shards >> report >> publish >> mlflow_log

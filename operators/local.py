@@ -1,0 +1,84 @@
+"""Embedded default: run a ``glave`` command as a subprocess of the Airflow worker.
+
+The command line is the one a pod would run (same subcommand, same flags); only the result file
+path differs. Each stage family may use its own interpreter (``orchestration.local_python``), as
+each family has its own image in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from .selection import GlaveTaskMixin
+
+
+def glave_executable(python: str | None) -> list[str]:
+    """The ``glave`` console script beside an interpreter (or ``python -m glave_tasks.cli``)."""
+    py = python or sys.executable
+    script = Path(py).parent / "glave"
+    return [str(script)] if script.exists() else [py, "-m", "glave_tasks.cli"]
+
+
+class GlaveLocalOperator(GlaveTaskMixin, BaseOperator):
+    """Runs ``glave ...`` locally; returns the command's small JSON result (if asked) as XCom."""
+
+    template_fields = GlaveTaskMixin.glave_template_fields
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, python: str | None = None, aws_conn_id: str | None = None, **kwargs: Any) -> None:
+        glave_kwargs = self.pop_glave_kwargs(kwargs)
+        super().__init__(**kwargs)
+        self.init_glave(**glave_kwargs)
+        self.python = python
+        self.aws_conn_id = aws_conn_id
+        self._proc: subprocess.Popen[str] | None = None
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        if self.aws_conn_id:
+            # Credentials come from the Airflow connection and go to the child's environment only;
+            # they are never logged or returned.
+            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+            creds = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="s3").get_credentials()
+            if creds is not None and creds.access_key:
+                env["AWS_ACCESS_KEY_ID"] = creds.access_key
+                env["AWS_SECRET_ACCESS_KEY"] = creds.secret_key
+                if creds.token:
+                    env["AWS_SESSION_TOKEN"] = creds.token
+        return env
+
+    def execute(self, context: Any) -> Any:
+        self.skip_unless_selected(context)
+        with tempfile.TemporaryDirectory(prefix="glave-task-") as tmp:
+            result_file = str(Path(tmp) / "result.json") if self.want_result else None
+            argv = self.command().argv(result_file)
+            self.log.info("running: %s", " ".join(argv))
+            full = glave_executable(self.python) + argv[1:]
+            self._proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                          env=self._environment(), start_new_session=True)
+            assert self._proc.stdout is not None
+            for line in self._proc.stdout:
+                self.log.info("%s", line.rstrip())
+            rc = self._proc.wait()
+            if rc != 0:
+                raise AirflowException(f"{' '.join(argv[:3])} exited with code {rc}")
+            if result_file is None:
+                return None
+            with open(result_file) as fh:
+                return self.select_result(json.load(fh))
+
+    def on_kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGTERM)
