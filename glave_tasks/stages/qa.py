@@ -1,0 +1,84 @@
+"""QA stage (GLaVE-Cap step 7): multiple-choice QA per scene and per video.
+
+Per scene at most one QA per scene-level dimension, per video up to ``qa.max_per_video_dimension``
+per video-level dimension; a refine pass splits or drops; near-duplicate questions of a video are
+removed with sentence embeddings; then four options A-D with one correct. With the rules engine
+(embedded default) the QA come from track and ingest facts and carry ``generator="rules"``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ..config import GlaveConfig
+from ..stage import Resources, ShardContext, Stage
+
+
+class QAStage(Stage):
+    name = "qa"
+    family = "llm"
+    needs = ("ingest", "track", "caption", "bridge")
+    outputs = ("qa",)
+    config_sections = ("run", "caption", "qa")
+
+    def __init__(self, config: GlaveConfig, engine: Any = None) -> None:
+        super().__init__(config)
+        self.engine = engine
+
+    def resources(self) -> Resources:
+        if self.config.caption.engine.backend == "vllm":
+            return Resources(cpu="8", memory="48Gi", gpus=self.config.caption.engine.tensor_parallel_size)
+        return Resources(cpu="1", memory="4Gi")
+
+    def model_ids(self) -> dict[str, str]:
+        from ..language import engine_ids
+
+        return {**engine_ids(self.config.caption.engine), "embedding": self.config.qa.embedding_model}
+
+    def prompt_versions(self) -> dict[str, str]:
+        from ..language.prompts import versions
+        from ..qagen.pipeline import QA_PROMPTS
+
+        return versions(*QA_PROMPTS)
+
+    def setup(self) -> None:
+        if self.engine is None:
+            from ..language import build_engine
+
+            self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
+                                       s3=self.config.store.s3)
+
+    def process(self, ctx: ShardContext) -> None:
+        from ..captionbridge.facts import group_rows
+        from ..captionbridge.loading import load_facts
+        from ..captionbridge.pipeline import LevelRunner
+        from ..qagen.pipeline import SceneInput, VideoInput, generate_shard
+        from ..quality.embeddings import near_duplicates
+
+        overviews = {r["video_id"]: r["overview_caption"] for r in ctx.read("caption", "overviews").to_pylist()}
+        captions = {r["video_id"]: r["caption"] for r in ctx.read("bridge", "video_captions").to_pylist()}
+        scenes: dict[str, list[SceneInput]] = defaultdict(list)
+        for r in sorted(ctx.read("bridge", "scenes").to_pylist(), key=lambda r: (r["video_id"], r["scene_index"])):
+            scenes[r["video_id"]].append(SceneInput(r["scene_index"], r["frame_start"], r["frame_end"], r["scene_hint"],
+                                                    r["camera_note"], r["caption"]))
+        tracks = group_rows(ctx.read("track", "tracks").drop_columns(["mask"]))
+        videos = []
+        for f in load_facts(ctx, with_images=False):
+            if f.video_id not in captions or not scenes.get(f.video_id):
+                ctx.fail(f.video_id, "missing_scenes", "bridge has no scenes or video caption for this video")
+                continue
+            videos.append(VideoInput(f, overviews.get(f.video_id, ""), captions[f.video_id], scenes[f.video_id],
+                                     tracks.get(f.video_id, [])))
+        runner = LevelRunner(self.engine, structured_retries=self.config.caption.engine.structured_retries)
+        threshold, model = self.config.qa.near_duplicate_similarity, self.config.qa.embedding_model
+        result = generate_shard(videos, runner, max_per_dimension=self.config.qa.max_per_video_dimension,
+                                near_duplicates=lambda texts: near_duplicates(texts, threshold, model))
+        for vid, (reason, detail) in runner.failures.items():
+            ctx.fail(vid, reason, detail)
+        ctx.write("qa", result.rows)
+        for reason, n in result.dropped.items():
+            ctx.add_metric(f"dropped_{reason}", n)
+        for task, n in runner.requests_per_task.items():
+            ctx.add_metric(f"requests_{task}", n)
+        ctx.add_metric("engine_calls", runner.engine_calls)

@@ -1,0 +1,66 @@
+"""Validate stage: every table the shard produced, judged by Great Expectations suites and the
+model-based checks of :mod:`glave_tasks.quality`; results go to the ``checks`` table (critical
+failures block publish). Great Expectations' Data Docs for the shard go to the run's report folder.
+"""
+
+from __future__ import annotations
+
+from ..config import GlaveConfig
+from ..stage import Resources, ShardContext, Stage
+
+
+class ValidateStage(Stage):
+    name = "validate"
+    family = "cpu"
+    needs = ("ingest", "track", "caption", "bridge", "qa")
+    outputs = ("checks",)
+    config_sections = ("run", "validate", "qa")
+
+    def __init__(self, config: GlaveConfig) -> None:
+        super().__init__(config)
+
+    def resources(self) -> Resources:
+        return Resources(cpu="1", memory="4Gi")
+
+    def model_ids(self) -> dict[str, str]:
+        return {"embedding": self.config.qa.embedding_model}
+
+    def process(self, ctx: ShardContext) -> None:
+        import tempfile
+        from pathlib import Path
+
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .. import schemas
+        from ..keys import is_safe_key, join_key
+        from ..layout import shard_name
+        from ..quality.assess import assess
+        from ..records import TABLE_STAGE, build_records, tracker_facts
+
+        tables: dict[str, pa.Table] = {}
+        for name, stage in TABLE_STAGE.items():
+            if stage in self.needs:
+                tables[name] = ctx.read(stage, name)
+        ids = pa.array([v.video_id for v in ctx.videos], pa.string())
+        videos = ctx.store.read_table(ctx.layout.videos_table, schemas.VIDEOS)
+        tables["videos"] = videos.filter(pc.is_in(videos["video_id"], value_set=ids))
+        errors = [ctx.store.read_table(ctx.layout.table(s, ctx.shard, "errors"), schemas.ERRORS)
+                  for s in self.needs if ctx.store.exists(ctx.layout.table(s, ctx.shard, "errors"))]
+        tables["errors"] = pa.concat_tables(errors) if errors else schemas.empty(schemas.ERRORS)
+        records = build_records(tables, [v.video_id for v in ctx.videos])
+        track_ids, labels = tracker_facts(tables)
+        with tempfile.TemporaryDirectory(prefix="glave-gx-") as docs:
+            result = assess(records, self.config, tables=tables, track_ids=track_ids, labels=labels, docs_dir=docs)
+            prefix = join_key(ctx.layout.report_prefix, "data_docs", shard_name(ctx.shard))
+            ctx.store.delete_prefix(prefix)
+            for path in sorted(Path(docs).rglob("*")):
+                if path.is_file():
+                    rel = path.relative_to(docs).as_posix()
+                    if is_safe_key(rel):  # GX names its files; anything odd stays out of the store
+                        ctx.store.put_file(path, join_key(prefix, rel))
+        ctx.write("checks", [c.row() for c in result.checks])
+        for status in ("pass", "warn", "fail", "skip"):
+            ctx.add_metric(f"checks_{status}", sum(c.status == status for c in result.checks))
+        ctx.add_metric("checks_blocking", len(result.blocking))
+        ctx.add_metric("expectations_evaluated", result.stats["expectations_evaluated"])
