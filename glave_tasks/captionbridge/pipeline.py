@@ -20,11 +20,10 @@ from ..language.structured import complete
 from ..language.types import Engine, LLMRequest, LLMResponse
 from . import rules  # noqa: F401 - registers the rules answers of these tasks
 from .facts import VideoFacts
-from .scenes import SceneSplit, repair_scenes, strip_ids
+from .scenes import SceneSplit, repair_scenes, split_max_tokens, split_schema, strip_ids
 
 CAPTION_PROMPTS = ("overview", "attention", "differential", "merge")
 BRIDGE_PROMPTS = ("scene_split", "scene_caption")
-SPLIT_MAX_TOKENS_PER_SCENE = 80
 
 
 @dataclass
@@ -34,6 +33,7 @@ class LevelRunner:
     engine: Engine
     structured_retries: int = 2
     batched: bool = True  # False: one request per engine call (the reference's way; for benchmarks)
+    answer_token_cap: int = 4096  # longest answer a request may ask for (half the model context)
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     requests_per_task: Counter[str] = field(default_factory=Counter)
     engine_calls: int = 0
@@ -165,8 +165,8 @@ def bridge_shard(
     for v in videos:
         req = _request("scene_split", (v.video_id,), video=v, overview=ov_clean[v.video_id],
                        captions=captions[v.video_id], last_index=len(v.keyframes) - 1, cut_keyframes=v.cut_keyframes)
-        # Room for one JSON object per expected scene (cuts + a few), whatever the default budget.
-        req.max_tokens = max(256, SPLIT_MAX_TOKENS_PER_SCENE * (len(v.cut_keyframes) + 4))
+        req.json_schema = split_schema(len(v.keyframes))
+        req.max_tokens = split_max_tokens(len(v.keyframes), runner.answer_token_cap)
         split_reqs.append(req)
     plans: dict[str, tuple[list[Any], LLMResponse]] = {}
     for r in runner.run(split_reqs, [SceneSplit] * len(split_reqs)):

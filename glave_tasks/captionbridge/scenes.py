@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import VideoFailure
@@ -11,8 +14,8 @@ class SceneSpan(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: int = Field(ge=0, le=9999)
     end: int = Field(ge=0, le=9999)
-    scene_hint: str = Field(max_length=160)
-    camera_note: str = Field(max_length=120)
+    scene_hint: str = Field(max_length=80)
+    camera_note: str = Field(max_length=60)
 
 
 class SceneSplit(BaseModel):
@@ -20,6 +23,25 @@ class SceneSplit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     scenes: list[SceneSpan] = Field(min_length=1, max_length=48)
+
+
+def split_schema(num_keyframes: int) -> dict[str, Any]:
+    """SceneSplit's JSON schema tightened to one video: indices within its keyframes, at most
+    one scene per keyframe. The engine cannot emit an out-of-range index or an endless list."""
+    schema = copy.deepcopy(SceneSplit.model_json_schema())
+    schema["properties"]["scenes"]["maxItems"] = max(1, num_keyframes)
+    span = schema["$defs"]["SceneSpan"]["properties"]
+    for key in ("start", "end"):
+        span[key]["maximum"] = max(0, num_keyframes - 1)
+    return schema
+
+
+def split_max_tokens(num_keyframes: int, cap: int) -> int:
+    """A token budget for the longest answer the tightened schema allows (a character can take
+    several byte-level tokens), within ``cap`` (the engine's context share for the answer)."""
+    span = SceneSpan.model_fields
+    chars = span["scene_hint"].metadata[0].max_length + span["camera_note"].metadata[0].max_length
+    return min(cap, 64 + max(1, num_keyframes) * (3 * chars + 64))
 
 
 def repair_scenes(split: SceneSplit, num_keyframes: int, cut_keyframes: list[int]) -> tuple[list[SceneSpan], list[str]]:

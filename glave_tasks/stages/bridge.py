@@ -65,7 +65,8 @@ class BridgeStage(Stage):
                 ctx.fail(v.video_id, "missing_captions", "caption stage has no overview or merged caption per keyframe")
                 continue
             videos.append(v)
-        runner = LevelRunner(self.engine, structured_retries=self.config.caption.engine.structured_retries)
+        runner = LevelRunner(self.engine, structured_retries=self.config.caption.engine.structured_retries,
+                             answer_token_cap=self.config.caption.engine.max_model_len // 2)
         scene_rows, video_rows = bridge_shard(
             videos, overviews, {v.video_id: [merged[v.video_id][k.index] for k in v.keyframes] for v in videos}, runner)
         for vid, (reason, detail) in runner.failures.items():

@@ -54,7 +54,8 @@ class CaptionStage(Stage):
 
         videos = load_facts(ctx)
         eng = self.config.caption.engine
-        runner = LevelRunner(self.engine, structured_retries=eng.structured_retries)
+        runner = LevelRunner(self.engine, structured_retries=eng.structured_retries,
+                             answer_token_cap=eng.max_model_len // 2)
         overview_rows, local_rows = caption_shard(videos, runner, eng.max_images_per_prompt)
         for vid, (reason, detail) in runner.failures.items():
             ctx.fail(vid, reason, detail)
