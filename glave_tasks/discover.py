@@ -25,7 +25,12 @@ def list_inputs(input_uri: str, config: GlaveConfig) -> list[tuple[str, int]]:
     """(URI, size) of every file under the input prefix with a configured video extension."""
     fs, base = filesystem_for(input_uri, config.store.s3)
     exts = {e.lower() for e in config.run.video_extensions}
+    # A missing local folder or bucket is a typo to report; an S3 prefix with no objects yet is
+    # just a quiet night (S3 has no empty folders).
+    root = base if not input_uri.startswith("s3://") else base.split("/", 1)[0]
     try:
+        if not fs.exists(root):
+            raise GlaveError(f"input prefix not found: {input_uri}")
         if fs.isfile(base):
             found = {base: fs.info(base)}
         else:

@@ -1,0 +1,139 @@
+"""Discover and the nightly increment: videos by content hash, shard plan, and a second night
+that skips what this pipeline version already annotated (unless asked to reprocess)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from glave_tasks import stages
+from glave_tasks.config import GlaveConfig, load_config
+from glave_tasks.discover import discover, list_inputs
+from glave_tasks.errors import GlaveError
+from glave_tasks.keys import is_safe_key
+from glave_tasks.layout import RunLayout
+from glave_tasks.local_run import run_pipeline
+from glave_tasks.store import ArtifactStore
+
+from . import synthetic
+
+
+def make_config(tmp_path: Path, **run: object) -> GlaveConfig:
+    return load_config(environ={}, overrides={
+        "store": {"root": str(tmp_path / "store"), "local_cache": str(tmp_path / "cache")},
+        "run": {"shard_size": 2, **run},
+    })
+
+
+def fill(d: Path, n: int) -> list[str]:
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (d / f"clip{i}.mp4").write_bytes(f"content {i}".encode())
+    return [f"clip{i}.mp4" for i in range(n)]
+
+
+def videos(store: ArtifactStore, run_id: str) -> list[dict]:
+    return store.read_table(RunLayout(run_id).videos_table).to_pylist()
+
+
+def test_discover_plans_shards_by_content(store: ArtifactStore, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    fill(inbox, 5)
+    (inbox / "sub").mkdir()
+    shutil.copy(inbox / "clip0.mp4", inbox / "sub" / "renamed.MOV")  # same bytes: same video
+    (inbox / "readme.txt").write_text("not an input")
+    manifest = discover(store, make_config(tmp_path), str(inbox), "night-1")
+    assert manifest["num_videos"] == 5 and manifest["duplicates"] == 1
+    assert manifest["shards"] == [0, 1, 2]
+    rows = videos(store, "night-1")
+    assert [r["shard"] for r in rows] == [0, 0, 1, 1, 2]
+    assert all(len(r["video_id"]) == 20 and r["content_hash"].startswith(r["video_id"]) for r in rows)
+    assert {r["file_name"] for r in rows} == {f"clip{i}.mp4" for i in range(5)}
+
+
+def test_discover_is_stable_for_a_run(store: ArtifactStore, tmp_path: Path) -> None:
+    fill(tmp_path / "inbox", 3)
+    first = discover(store, make_config(tmp_path), str(tmp_path / "inbox"), "night-1")
+    fill(tmp_path / "inbox2", 1)
+    # A retried discover task never re-plans shards under stages that already ran.
+    assert discover(store, make_config(tmp_path), str(tmp_path / "inbox2"), "night-1") == first
+
+
+def test_discover_reads_an_s3_prefix(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for i in range(3):
+        s3.put_object(Bucket=s3_bucket, Key=f"inbox/day/c{i}.mp4", Body=f"v{i}".encode())
+    s3.put_object(Bucket=s3_bucket, Key="inbox/day/notes.txt", Body=b"x")
+    config = make_config(tmp_path)
+    config.store.s3.endpoint_url = s3_endpoint
+    found = list_inputs(f"s3://{s3_bucket}/inbox", config)
+    assert [u for u, _ in found] == [f"s3://{s3_bucket}/inbox/day/c{i}.mp4" for i in range(3)]
+    store = ArtifactStore(f"s3://{s3_bucket}/store", config.store.s3)
+    assert discover(store, config, f"s3://{s3_bucket}/inbox", "n1", max_videos=2)["num_videos"] == 2
+    # An empty prefix is a quiet night; a missing bucket is a mistake.
+    assert list_inputs(f"s3://{s3_bucket}/nothing-yet", config) == []
+    with pytest.raises(GlaveError, match="input prefix not found"):
+        list_inputs("s3://no-such-bucket-here/inbox", config)
+
+
+def test_missing_input_prefix_is_a_user_error(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    with pytest.raises(GlaveError, match="input prefix not found"):
+        discover(ArtifactStore(config.store.root), config, str(tmp_path / "absent"), "n1")
+
+
+@pytest.fixture
+def ingest_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The increment is a property of the pipeline runner, whatever stages exist."""
+    monkeypatch.setattr(stages, "STAGES", {"ingest": "glave_tasks.stages.ingest:IngestStage"})
+
+
+def test_second_night_skips_annotated_videos_and_reprocess_overrides(
+        tmp_path: Path, ingest_only: None) -> None:
+    config = make_config(tmp_path, shard_size=8)
+    store = ArtifactStore(config.store.root)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    synthetic.static_video(inbox / "a.mp4", seconds=2.0)
+    synthetic.static_video(inbox / "b.mp4", seconds=3.0)
+    night1 = run_pipeline(store, config, str(inbox), "night-1", show_progress=False)
+    assert night1["num_videos"] == 2 and night1["annotated"] == 2 and not night1["failed"]
+
+    synthetic.static_video(inbox / "c.mp4", seconds=2.5)
+    night2 = run_pipeline(store, config, str(inbox), "night-2", show_progress=False)
+    assert night2["num_videos"] == 1 and [r["file_name"] for r in videos(store, "night-2")] == ["c.mp4"]
+    assert store.read_json(RunLayout("night-2").manifest)["skipped_already_annotated"] == 2
+
+    night3 = run_pipeline(store, config, str(inbox), "night-3", show_progress=False)
+    assert night3["num_videos"] == 0 and night3["outcomes"] == []
+
+    again = run_pipeline(store, config, str(inbox), "night-4", reprocess=True, show_progress=False)
+    assert again["num_videos"] == 3
+    # A new pipeline version annotates everything again.
+    config.run.pipeline_version = "glave-cap-2"
+    assert run_pipeline(store, config, str(inbox), "night-5", show_progress=False)["num_videos"] == 3
+
+
+def test_hostile_file_names_are_ingested_under_safe_keys(tmp_path: Path, ingest_only: None) -> None:
+    config = make_config(tmp_path, shard_size=8)
+    store = ArtifactStore(config.store.root)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    hostile = ["..\\..\\évil ☃ name.mp4", "..mp4", "-x;rm -rf ~.mp4", ("long" * 60) + ".mp4", "tab\tand\nnewline.mp4"]
+    for i, name in enumerate(hostile):
+        synthetic.static_video(inbox / name, seconds=1.0 + 0.5 * i)
+    result = run_pipeline(store, config, str(inbox), "../../escape", show_progress=False)
+    assert result["num_videos"] == len(hostile) and not result["failed"]
+    assert sorted(r["file_name"] for r in videos(store, "../../escape")) == sorted(hostile)
+    keys = store.list("")
+    assert keys and all(is_safe_key(k) and k.split("/")[0] in ("runs", "index") for k in keys)
+    run_prefix = RunLayout("../../escape").prefix
+    assert all(k.startswith(run_prefix + "/") for k in keys if k.startswith("runs/"))
+    root = Path(config.store.root).resolve()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and not (p.resolve().is_relative_to(root)
+                                                                        or p.resolve().is_relative_to(inbox.resolve())
+                                                                        or "cache" in p.parts)]
