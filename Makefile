@@ -50,6 +50,7 @@ demo:
 
 bench:
 	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python bench/track.py
 
 # Regenerate the lock files from the current environments.
 lock:
