@@ -170,3 +170,39 @@ def test_sam2_gives_new_ids_when_masks_do_not_match(sam2_checkpoint: Path, frame
 def test_sam2_backend_needs_a_checkpoint() -> None:
     with pytest.raises(ValueError, match="needs checkpoint"):
         TrackConfig.model_validate({"segmenter": {"backend": "sam2"}})
+
+
+@pytest.mark.slow
+def test_stage_runs_the_production_backends_from_s3(yolo_weights: Path, sam2_checkpoint: Path, s3_endpoint: str,
+                                                      s3_bucket: str, tmp_path: Path) -> None:
+    """Ingest + track with ultralytics and SAM 2, both weights read from S3: the shard commits, the
+    marker records the weights URIs, and every row names the production backend."""
+    import boto3
+
+    from glave_tasks.config import load_config
+    from glave_tasks.discover import discover
+    from glave_tasks.stage import run_stage
+    from glave_tasks.stages import build_stage
+    from glave_tasks.store import ArtifactStore
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.upload_file(str(yolo_weights), s3_bucket, "m/yolo.pt")
+    s3.upload_file(str(sam2_checkpoint), s3_bucket, "m/sam2.pt")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    synthetic.static_video(inbox / "static.mp4", seconds=2.0)
+    config = load_config(environ={}, overrides={
+        "store": {"root": str(tmp_path / "store"), "local_cache": str(tmp_path / "cache"), "s3": {"endpoint_url": s3_endpoint}},
+        "track": {"detector": {"backend": "ultralytics", "weights": f"s3://{s3_bucket}/m/yolo.pt", "image_size": 160},
+                  "segmenter": {"backend": "sam2", "checkpoint": f"s3://{s3_bucket}/m/sam2.pt", "image_size": 256}},
+    })
+    store = ArtifactStore(config.store.root)
+    discover(store, config, str(inbox), "prod")
+    run_stage(build_stage("ingest", config), store, "prod", 0, show_progress=False)
+    stage = build_stage("track", config)
+    outcome = run_stage(stage, store, "prod", 0, show_progress=False)
+    assert outcome.status == "committed" and outcome.marker["videos_failed"] == 0
+    assert outcome.marker["models"] == {"detector": f"s3://{s3_bucket}/m/yolo.pt",
+                                        "segmenter": f"configs/sam2.1/sam2.1_hiera_t.yaml@s3://{s3_bucket}/m/sam2.pt"}
+    marks = store.read_table("runs/prod/track/shard-00000/marks.parquet").to_pylist()
+    assert marks and {m["backend"] for m in marks} == {"ultralytics+sam2"}
