@@ -26,7 +26,7 @@ def run_status(store: ArtifactStore, run_id: str, stages: list[str] | None = Non
                     failures[reason] = failures.get(reason, 0) + n
                 rows.append({"shard": shard, "state": state, "videos_in": marker["videos_in"],
                              "videos_ok": len(marker["videos_ok"]), "videos_failed": marker["videos_failed"],
-                             "counts": marker["counts"], "duration_s": marker["duration_s"]})
+                             "counts": marker.get("counts", {}), "duration_s": marker.get("duration_s")})
             elif store.exists(layout.failed(stage, shard)):
                 info = store.read_json(layout.failed(stage, shard))
                 rows.append({"shard": shard, "state": "failed", "reason": info.get("reason"),

@@ -1,0 +1,110 @@
+"""Build ``runs/<run>/report/{index.html, summary.json}`` from the run's tables and markers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .. import schemas
+from ..config import GlaveConfig
+from ..keys import join_key
+from ..layout import RunLayout
+from ..quality.assess import stats_of
+from ..quality.records import frames
+from ..records import build_records, complete_videos, read_run_tables
+from ..stage import read_manifest
+from ..stages import available
+from ..status import run_status
+from ..store import ArtifactStore
+from . import plots
+
+TEMPLATE = Path(__file__).with_name("template.html.j2")
+TREND_KEYS = ["videos", "qa", "qa_per_video", "checks_failed", "checks_warned", "videos_failed"]
+
+
+def _failures(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in read_run_tables_errors(store, run_id):
+        counts[(row["stage"], row["reason"])] += 1
+    return [{"stage": s, "reason": r, "count": n} for (s, r), n in sorted(counts.items())]
+
+
+def read_run_tables_errors(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
+    layout = RunLayout(run_id)
+    rows: list[dict[str, Any]] = []
+    for stage in available():
+        for shard in read_manifest(store, run_id)["shards"]:
+            key = layout.table(stage, shard, "errors")
+            if store.exists(key):
+                rows += store.read_table(key, schemas.ERRORS).to_pylist()
+    return rows
+
+
+def _trend_rows(store: ArtifactStore, run_id: str, current: dict[str, Any]) -> list[dict[str, Any]]:
+    """This run's headline numbers beside those of earlier runs that have a report summary."""
+    rows = []
+    for other in store.list_dirs("runs"):
+        if other == RunLayout(run_id).run_segment:
+            continue
+        key = join_key(RunLayout(other).report_prefix, "summary.json")
+        if store.exists(key):
+            summary = store.read_json(key)
+            rows.append({"run_id": summary.get("run_id", other), "created_at": summary.get("created_at", ""),
+                         **{k: summary.get("headline", {}).get(k) for k in TREND_KEYS}})
+    rows.sort(key=lambda r: (r["created_at"] or "", r["run_id"]))
+    rows.append({"run_id": run_id, "created_at": current["created_at"], **{k: current["headline"].get(k) for k in TREND_KEYS}})
+    return rows
+
+
+def build_report(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str, Any]:
+    layout = RunLayout(run_id)
+    manifest = read_manifest(store, run_id)
+    tables = read_run_tables(store, run_id)
+    records = build_records(tables, sorted(complete_videos(store, run_id, "qa")))
+    stats = stats_of(frames(records))
+    checks = tables["checks"].to_pylist()
+    status = run_status(store, run_id)
+    failures = _failures(store, run_id)
+    shard_states = [{"stage": stage, "shard": r["shard"], "state": r["state"],
+                     "detail": r.get("detail") or r.get("reason") or (f"ok {r['videos_ok']}/{r['videos_in']}" if r["state"] == "committed" else "")}
+                    for stage, info in status["stages"].items() for r in info["shards"]]
+    blocking = sorted({c["check"] for c in checks if c["critical"] and c["status"] == "fail"})
+    now = datetime.now(timezone.utc).isoformat()
+    headline = {
+        "videos": stats["videos"], "qa": stats["qa"], "scenes": stats["scenes"], "keyframes": stats["keyframes"],
+        "qa_per_video": round(stats["qa"] / stats["videos"], 2) if stats["videos"] else 0,
+        "checks_failed": sum(c["status"] == "fail" for c in checks), "checks_warned": sum(c["status"] == "warn" for c in checks),
+        "videos_failed": len({r["video_id"] for r in read_run_tables_errors(store, run_id)}),
+    }
+    summary = {"run_id": run_id, "created_at": now, "pipeline_version": config.run.pipeline_version,
+               "videos_in_run": manifest["num_videos"], "headline": headline, "stats": {k: v for k, v in stats.items() if k != "caption_chars"},
+               "checks": checks, "blocking": blocking, "failures": failures, "shard_states": shard_states}
+    trend_rows = _trend_rows(store, run_id, summary)
+    summary["trend"] = trend_rows
+    data_docs = [k[len(layout.report_prefix) + 1:] for k in store.list(join_key(layout.report_prefix, "data_docs"))
+                 if k.endswith("/index.html") and k.count("/") == layout.report_prefix.count("/") + 3]
+    failure_counts = {f"{f['stage']}: {f['reason']}": f["count"] for f in failures} or {"no failures": 0}
+    rendered = {
+        "caption_lengths": plots.histograms({k: v for k, v in stats["caption_chars"].items()}, "Caption length by stream"),
+        "qa_dimensions": plots.bars({d: stats["qa_per_dimension"].get(d, 0) for d in schemas.ALL_DIMENSIONS}, "QA per dimension", "QA"),
+        "failures": plots.bars(failure_counts, "Failed videos by stage and reason", "videos"),
+        "trends": plots.trend([r["run_id"] for r in trend_rows], {k: [r.get(k) for r in trend_rows] for k in ("videos", "qa", "checks_failed")},
+                              "Runs in this store"),
+    }
+    for c in checks:
+        c["value_text"] = "" if c["value"] is None else f"{c['value']:.4g}"
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = env.from_string(TEMPLATE.read_text()).render(
+        run_id=run_id, store=store.root, pipeline_version=config.run.pipeline_version, generated_at=now,
+        kpis={k: headline[k] for k in ("videos", "keyframes", "scenes", "qa", "checks_failed", "videos_failed")},
+        blocking=blocking, plots=rendered, checks=checks, data_docs=data_docs, failures=failures,
+        shard_states=shard_states, trend_rows=trend_rows, trend_keys=TREND_KEYS)
+    html_key = join_key(layout.report_prefix, "index.html")
+    store.write_bytes(html_key, html.encode())
+    store.write_json(join_key(layout.report_prefix, "summary.json"), summary)
+    return {"run_id": run_id, "html": store.uri(html_key), "summary": store.uri(join_key(layout.report_prefix, "summary.json")),
+            "data_docs": data_docs, "blocking": blocking, "headline": headline}
