@@ -197,9 +197,82 @@ def mlflow_log(run_id: str, config_path: str | None, store: str | None, as_json:
           f"at {r['tracking_uri']}: stages {', '.join(r['stages'])}; {len(r['models'])} model references")
 
 
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--json-out", default=None, help="Write the check results as JSON here.")
+@click.option("--html-out", default=None, help="Write a self-contained HTML page of the results here.")
+@config_opt
+@store_opt
+@json_opt
+def audit(targets: tuple[str, ...], json_out: str | None, html_out: str | None, config_path: str | None,
+          store: str | None, as_json: bool) -> None:
+    """Quality checks over GLaVE-1.2M JSON files, folders of them, or run ids. Exit 1 on a critical failure."""
+    from pathlib import Path
+
+    from .audit import audit_html, audit_targets
+
+    cfg, st = _open(config_path, store)
+    result = audit_targets(list(targets), cfg, st)
+    summary = result.to_json()
+    if json_out:
+        Path(json_out).write_text(json.dumps(summary, indent=2, default=str))
+    if html_out:
+        Path(html_out).write_text(audit_html(result, f"glave audit: {', '.join(targets)}"))
+    _emit(summary, as_json, lambda s: "\n".join(
+        [f"{c['status']:<5} {c['check']:<32} {'' if c['value'] is None else round(c['value'], 4)}"
+         f"{'  CRITICAL' if c['critical'] and c['status'] == 'fail' else ''}" for c in s["checks"]]
+        + [f"videos={s['stats']['videos']} scenes={s['stats']['scenes']} qa={s['stats']['qa']}"]))
+    if result.blocking:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option("--run-id", required=True)
+@click.option("--out", "out_uri", required=True, help="Target folder or s3:// prefix.")
+@config_opt
+@store_opt
+@json_opt
+def export(run_id: str, out_uri: str, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Export a run: one GLaVE JSON per video, Parquet tables, dataset card."""
+    from .export import export_run
+
+    cfg, st = _open(config_path, store)
+    card = export_run(st, cfg, run_id, out_uri)
+    _emit(card, as_json, lambda c: f"exported {c['counts']} to {out_uri}")
+
+
+@cli.command()
+@click.option("--run-id", required=True)
+@click.option("--out", "out_uri", default=None, help="Target (default: <store>/published/<run_id>).")
+@config_opt
+@store_opt
+@json_opt
+def publish(run_id: str, out_uri: str | None, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Publish a run unless a critical check failed; mark its videos annotated."""
+    from .publish import publish as do_publish
+
+    cfg, st = _open(config_path, store)
+    result = do_publish(st, cfg, run_id, out_uri)
+    _emit(result, as_json, lambda r: f"published {r['videos']} videos of {r['run_id']} to {r['published_to']}")
+
+
+@cli.command()
+@click.option("--run-id", required=True)
+@config_opt
+@store_opt
+@json_opt
+def report(run_id: str, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Build the run's analyst report (self-contained HTML + JSON summary + GX Data Docs)."""
+    from .report.build import build_report
+
+    cfg, st = _open(config_path, store)
+    result = build_report(st, cfg, run_id)
+    _emit(result, as_json, lambda r: f"report: {r['html']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, standalone_mode=False)
+        rc = cli.main(args=argv, standalone_mode=False)
     except GlaveError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -209,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    return 0
+    return rc if isinstance(rc, int) else 0  # a command's click Exit(code) (e.g. audit's critical failure)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ STAGES: dict[str, str] = {
     "track": "glave_tasks.stages.track:TrackStage",
     "caption": "glave_tasks.stages.caption:CaptionStage",
     "bridge": "glave_tasks.stages.bridge:BridgeStage",
+    "qa": "glave_tasks.stages.qa:QAStage",
+    "validate": "glave_tasks.stages.validate:ValidateStage",
 }
 
 PIPELINE: list[str] = ["ingest", "track", "caption", "bridge", "qa", "validate"]
