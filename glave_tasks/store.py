@@ -34,7 +34,10 @@ def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[fsspec.Abstra
             client_kwargs["endpoint_url"] = opts.endpoint_url
         if opts.region:
             client_kwargs["region_name"] = opts.region
-        fs = fsspec.filesystem("s3", anon=opts.anon, client_kwargs=client_kwargs, skip_instance_cache=True)
+        # No listings cache: other processes (re-run pods, writers a reader waits on) change
+        # prefixes under us, and a stale listing makes s3fs report existing keys as missing.
+        fs = fsspec.filesystem("s3", anon=opts.anon, client_kwargs=client_kwargs, skip_instance_cache=True,
+                               use_listings_cache=False)
         return fs, uri[len("s3://"):].rstrip("/")
     if "://" in uri and not uri.startswith("file://"):
         raise StoreError(f"unsupported store URI scheme: {uri!r} (use a local path, file:// or s3://)")
