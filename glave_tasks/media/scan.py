@@ -12,6 +12,7 @@ from typing import Callable
 
 import av
 import cv2
+from av.video.reformatter import VideoReformatter
 
 from ..config import IngestConfig
 from ..errors import VideoFailure
@@ -73,6 +74,9 @@ def scan_video(
         fps = probe.fps if probe.fps > 0 else 25.0
         out_w, out_h = fit_within(probe.width, probe.height, cfg.frame_max_side)
         ana_w, ana_h = analysis_size(probe.width, probe.height)
+        # One scaler per output size: the swscale context (and its threads) is built once per
+        # video, not per frame; frame.reformat() would rebuild it every call (~10x slower).
+        to_analysis, to_output = VideoReformatter(), VideoReformatter()
         dense_grid = SampleGrid(cfg.dense_interval_s, fps)
         stride = candidate_stride(cfg)
         cuts = CutDetector(fps, cfg.cut_threshold, cfg.min_scene_len_frames)
@@ -90,7 +94,7 @@ def scan_video(
                 last_t = t
                 if t > cfg.max_duration_s:  # the container under-declared its duration
                     raise VideoFailure(P.TOO_LONG, f"frames past {cfg.max_duration_s} s (declared {probe.duration_s:.1f} s)")
-                small = frame.reformat(width=ana_w, height=ana_h, format="bgr24").to_ndarray()
+                small = to_analysis.reformat(frame, width=ana_w, height=ana_h, format="bgr24").to_ndarray()
                 cuts.process(frame_index, small)
                 if first_content is None and not is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold):
                     first_content = t
@@ -98,7 +102,8 @@ def scan_video(
                 if not dense_grid.due(t):
                     continue
                 sample_index = len(dense)
-                bgr = frame.reformat(width=out_w, height=out_h, format="bgr24", interpolation="AREA").to_ndarray()
+                bgr = to_output.reformat(frame, width=out_w, height=out_h, format="bgr24",
+                                         interpolation="AREA").to_ndarray()
                 key = put_image(encode_jpeg(bgr, cfg.jpeg_quality), sample_index)
                 dense.append(DenseSample(sample_index, frame_index, round(t, 6), key))
                 if sample_index % stride:
