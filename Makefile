@@ -51,6 +51,7 @@ demo:
 bench:
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/track.py
+	$(LLM_VENV)/bin/python bench/caption.py
 
 # Regenerate the lock files from the current environments.
 lock:

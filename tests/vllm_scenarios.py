@@ -88,7 +88,7 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
 
     # 2. JSON-schema constrained answers, validated with pydantic, in one batch.
     engine.batches.clear()
-    out = complete(engine, [LLMRequest(task="colour", prompt=f"Name a colour and a count ({i}).", key=i)
+    out = complete(engine, [LLMRequest(task="colour", prompt=f"Name a colour and a count ({i}).", key=i, max_tokens=128)
                             for i in range(6)], [Colour] * 6, structured_retries=2)
     results["structured"] = {"batches": engine.batches[:], "answers": [
         {"ok": r.ok, "error": r.error, "parsed": r.parsed.model_dump() if r.parsed else None, "text": r.text,
@@ -97,7 +97,7 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
     # 3. Answers that never validate: retried as one smaller batch each time, then failed.
     engine.batches.clear()
     mixed = [Colour, NeverValid, Colour, NeverValid]
-    out = complete(engine, [LLMRequest(task="colour", prompt="Name a colour.", key=i) for i in range(4)], mixed,
+    out = complete(engine, [LLMRequest(task="colour", prompt="Name a colour.", key=i, max_tokens=128) for i in range(4)], mixed,
                    structured_retries=2)
     results["retries"] = {"batches": engine.batches[:], "answers": [
         {"ok": r.ok, "error": r.error, "attempts": r.attempts, "completion_tokens": r.completion_tokens}

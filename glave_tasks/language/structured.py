@@ -30,12 +30,14 @@ def schema_for(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def parse_answer(text: str, model: type[BaseModel]) -> BaseModel:
-    """Validate an answer; tolerate a markdown code fence around the JSON (hosted models add one)."""
+    """Validate an answer. Tolerated: a markdown code fence around the JSON (hosted models add
+    one) and raw control characters inside strings (grammar-constrained decoding lets them
+    through; strict JSON forbids them)."""
     body = text.strip()
     if body.startswith("```"):
         body = body.split("\n", 1)[1] if "\n" in body else body[3:]
         body = body.rsplit("```", 1)[0]
-    return model.model_validate_json(body)
+    return model.model_validate(json.loads(body, strict=False))
 
 
 def complete(
@@ -82,5 +84,8 @@ def complete(
 
 
 def _short(exc: Exception, text: str) -> str:
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, ValidationError):
+        first = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+    else:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"{first}; answer starts {text[:200]!r}"

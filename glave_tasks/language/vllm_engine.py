@@ -48,7 +48,8 @@ class VLLMEngine:
             tokenizer=self.model_path if config.weights else None, dtype=config.dtype,
             tensor_parallel_size=config.tensor_parallel_size, max_model_len=config.max_model_len,
             gpu_memory_utilization=config.gpu_memory_utilization, seed=config.sampling.seed or 0,
-            limit_mm_per_prompt={"image": config.max_images_per_prompt},
+            # Attention and differential prompts always carry two frames.
+            limit_mm_per_prompt={"image": max(2, config.max_images_per_prompt)},
             # JSON answers must terminate even when the model rambles: xgrammar with no free whitespace.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
         )
