@@ -75,6 +75,10 @@ class IngestConfig(Section):
     def _clip_needs_path(self) -> "IngestConfig":
         if self.similarity_backend == "clip" and not self.clip_model_path:
             raise ValueError("similarity_backend 'clip' needs clip_model_path (local path or s3:// URI)")
+        # Keyframe candidates are every n-th dense sample, so every keyframe has tracker masks.
+        if self.dense_interval_s > self.candidate_interval_s:
+            raise ValueError("dense_interval_s must not exceed candidate_interval_s "
+                             "(keyframe candidates are taken from the dense samples)")
         return self
 
 

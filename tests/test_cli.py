@@ -69,7 +69,8 @@ def test_long_work_shows_progress_bars(capsys: pytest.CaptureFixture[str], tmp_p
     glave(capsys, "discover", "--input", str(small_inbox), "--run-id", "n1", "--store", store)
     code, out, err = glave(capsys, "stage", "ingest", "--run-id", "n1", "--shard", "0", "--store", store)
     assert code == 0 and "ingest shard 0: committed" in out
-    assert "ingest[0] videos" in err and "2/2" in err
+    assert "ingest[0] videos:" in err and "/2 [" in err  # per shard, in videos
+    assert "ingest[0] two_shot.mp4:" in err and "video-s" in err  # per video, in seconds decoded
 
 
 def one_line_error(code: int, err: str) -> str:

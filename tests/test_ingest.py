@@ -314,3 +314,52 @@ def test_clip_backend_without_weights_is_a_config_error(tmp_path: Path) -> None:
     config = make_config(tmp_path, similarity_backend="clip", clip_model_path=str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="clip_model_path"):
         build_stage("ingest", config).setup()
+
+
+def test_the_pass_streams_frames_instead_of_holding_the_video(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "long.mp4"
+    synthetic.long_video(path, seconds=40.0, fps=25)  # 1000 frames of 640x360: 690 MB as RGB
+    # Peak resident memory of a fresh process, measured around the pass alone.
+    probe = f"""
+import re
+from glave_tasks.config import load_config
+from glave_tasks.media.scan import scan_video
+from glave_tasks.media.similarity import HistogramSimilarity
+def status(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+cfg = load_config(environ={{}}).ingest
+scan_video({str(path)!r}, cfg, HistogramSimilarity(), lambda d, i: "k")  # warm up codecs and pools
+before = status("VmRSS")
+result = scan_video({str(path)!r}, cfg, HistogramSimilarity(), lambda d, i: "k")
+print(result.frames_decoded, status("VmHWM") - before)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    frames, growth = map(int, out.stdout.split())
+    assert frames == 1000
+    assert growth < 120 * 1024 * 1024, f"peak grew by {growth / 2**20:.0f} MiB"
+
+
+def test_candidates_are_a_subset_of_dense_samples_for_any_intervals(inbox: Path, tmp_path: Path) -> None:
+    from glave_tasks.media.scan import candidate_stride, scan_video
+    from glave_tasks.media.similarity import HistogramSimilarity
+
+    # 1.2 s is rounded to the nearest multiple of the 0.5 s dense interval: every 1.0 s.
+    cfg = make_config(tmp_path, candidate_interval_s=1.2, similarity_threshold=1.0).ingest
+    assert candidate_stride(cfg) == 2
+    result = scan_video(inbox / "two_shot.mp4", cfg, HistogramSimilarity(), lambda d, i: f"k{i}")
+    dense = {d.frame_index: d for d in result.dense}
+    assert all(k.frame_index in dense and dense[k.frame_index].keyframe_index == k.keyframe_index
+               for k in result.keyframes)
+    assert {k.frame_index for k in result.keyframes} <= set(range(0, 100, 10))
+
+
+def test_dense_interval_longer_than_candidate_interval_is_a_config_error(tmp_path: Path) -> None:
+    from glave_tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dense_interval_s"):
+        make_config(tmp_path, dense_interval_s=3.0, candidate_interval_s=2.0)

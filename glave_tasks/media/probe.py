@@ -96,18 +96,23 @@ def bmff_structure(path: str | os.PathLike[str]) -> str:
     return "ok"
 
 
+def describe(exc: Exception) -> str:
+    """FFmpeg's message without the local file path (which differs per pod and cache)."""
+    return str(getattr(exc, "strerror", None) or type(exc).__name__)
+
+
 def classify_open_failure(path: str | os.PathLike[str], exc: Exception) -> VideoFailure:
     """Why a file that the demuxer refused is unusable."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     family = sniff_container(head)
     if family is None:
-        return VideoFailure(NOT_A_VIDEO, f"no known media container signature ({exc})")
+        return VideoFailure(NOT_A_VIDEO, f"no known media container signature ({describe(exc)})")
     if family == "bmff":
         state = bmff_structure(path)
         if state == TRUNCATED:
-            return VideoFailure(TRUNCATED, f"MP4/MOV box runs past the end of the file ({exc})")
-    return VideoFailure(CORRUPT, f"{family} container cannot be opened: {exc}")
+            return VideoFailure(TRUNCATED, f"MP4/MOV box runs past the end of the file ({describe(exc)})")
+    return VideoFailure(CORRUPT, f"{family} container cannot be opened: {describe(exc)}")
 
 
 def probe_container(container: "object", path: str | os.PathLike[str], cfg: IngestConfig) -> VideoProbe:

@@ -60,7 +60,10 @@ def scan_video(
     cfg: IngestConfig,
     backend: SimilarityBackend,
     put_image: PutImage,
+    on_progress: Callable[[float], None] | None = None,
 ) -> ScanResult:
+    """Run the ingest pass over one local video file. ``on_progress`` gets the seconds of video
+    decoded so far, about once per second of video."""
     P.ensure_readable(path)
     started = time.perf_counter()
     try:
@@ -91,6 +94,8 @@ def scan_video(
             for frame in container.decode(stream):
                 frame_index += 1
                 t = _frame_time(frame, probe.start_time_s, frame_index, fps)
+                if on_progress is not None and int(t) != int(last_t):
+                    on_progress(t)
                 last_t = t
                 if t > cfg.max_duration_s:  # the container under-declared its duration
                     raise VideoFailure(P.TOO_LONG, f"frames past {cfg.max_duration_s} s (declared {probe.duration_s:.1f} s)")
@@ -116,10 +121,12 @@ def scan_video(
                 selector.add(Candidate(sample_index, frame_index, round(t, 6), key, out_w, out_h, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
         except av.FFmpegError as exc:
             if frame_index < 0:
-                raise VideoFailure(P.CORRUPT, f"no frame could be decoded: {exc}") from None
+                raise VideoFailure(P.CORRUPT, f"no frame could be decoded: {P.describe(exc)}") from None
             raise VideoFailure(P.TRUNCATED if _looks_truncated(path) else P.CORRUPT,
-                               f"decoding failed after frame {frame_index}: {exc}") from None
+                               f"decoding failed after frame {frame_index}: {P.describe(exc)}") from None
     frames = frame_index + 1
+    if on_progress is not None:
+        on_progress(last_t)
     if frames == 0:
         raise VideoFailure(P.ZERO_DURATION, "the video stream has no decodable frame")
     measured = last_t + 1.0 / fps

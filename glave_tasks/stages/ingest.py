@@ -49,10 +49,11 @@ class IngestStage(Stage):
         cuts: list[dict[str, Any]] = []
         for video in ctx.progress(ctx.videos, "videos", total=len(ctx.videos)):
             with ctx.guard(video.video_id):
-                with self._local_copy(video) as path:
-                    vid = video.video_id
+                vid = video.video_id
+                with self._local_copy(video) as path, _VideoProgress(ctx, video) as progress:
                     result = scan_video(path, self.config.ingest, self._backend,
-                                        lambda data, i, vid=vid: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"))
+                                        lambda data, i, vid=vid: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"),
+                                        on_progress=progress)
                 p = result.probe
                 probes.append({
                     "video_id": vid, "duration_s": result.duration_s, "fps": p.fps, "width": p.width,
@@ -111,3 +112,25 @@ class _LocalCopy:
     def __exit__(self, *exc: object) -> None:
         if self._temp is not None:
             self._temp.unlink(missing_ok=True)
+
+
+class _VideoProgress:
+    """A progress bar in seconds of video for the video being decoded (long videos take a while)."""
+
+    def __init__(self, ctx: ShardContext, video: VideoRef) -> None:
+        self._bar: Any = None
+        if ctx.show_progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(desc=f"{ctx.stage}[{ctx.shard}] {video.file_name[:40]}", unit="video-s",
+                             leave=False, bar_format="{desc}: {n:.0f} video-s [{elapsed}, {rate_fmt}]")
+
+    def __enter__(self) -> "_VideoProgress | None":
+        return self if self._bar is not None else None
+
+    def __call__(self, seconds: float) -> None:
+        self._bar.update(max(0.0, seconds - self._bar.n))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
