@@ -137,7 +137,6 @@ def snapshot(store: ArtifactStore, run_id: str) -> dict[str, Any]:
         rows = store.read_table(layout.table("ingest", 0, table)).to_pylist()
         for r in rows:
             r.pop("recorded_at", None)
-            r.pop("detail", None)  # names the local input path, which differs between stores
         out[table] = rows
     files = store.list(layout.shard_prefix("ingest", 0) + "/files")
     out["files"] = {f: store.read_bytes(f) for f in files}

@@ -363,3 +363,36 @@ def test_dense_interval_longer_than_candidate_interval_is_a_config_error(tmp_pat
 
     with pytest.raises(ConfigError, match="dense_interval_s"):
         make_config(tmp_path, dense_interval_s=3.0, candidate_interval_s=2.0)
+
+
+def test_a_stream_without_declared_duration_is_stopped_at_the_limit(tmp_path: Path) -> None:
+    import av
+
+    from glave_tasks.media.scan import scan_video
+    from glave_tasks.media.similarity import HistogramSimilarity
+
+    # A raw H.264 stream declares no duration: only decoding finds out how long it is.
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(80):
+            img = np.full((48, 64, 3), (i * 3) % 255, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(VideoFailure) as err:
+        # 80 frames, timed at the demuxer's default 25 fps for raw streams: 3.2 s.
+        scan_video(path, make_config(tmp_path, max_duration_s=2).ingest, HistogramSimilarity(), lambda d, i: "k")
+    assert err.value.reason == "too_long" and "frames past 2.0 s" in err.value.detail
+
+
+def test_an_all_black_video_is_rejected_as_blank(tmp_path: Path) -> None:
+    from glave_tasks.media.scan import scan_video
+    from glave_tasks.media.similarity import HistogramSimilarity
+
+    synthetic.write_video(tmp_path / "black.mp4", [], blank_s=3.0)
+    with pytest.raises(VideoFailure) as err:
+        scan_video(tmp_path / "black.mp4", make_config(tmp_path).ingest, HistogramSimilarity(), lambda d, i: "k")
+    assert err.value.reason == "blank"
