@@ -396,3 +396,34 @@ def test_an_all_black_video_is_rejected_as_blank(tmp_path: Path) -> None:
     with pytest.raises(VideoFailure) as err:
         scan_video(tmp_path / "black.mp4", make_config(tmp_path).ingest, HistogramSimilarity(), lambda d, i: "k")
     assert err.value.reason == "blank"
+
+
+def test_inputs_that_vanish_or_change_after_discover_are_rejected(
+        store: ArtifactStore, inbox: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    config = make_config(tmp_path)
+    names = ("two_shot.mp4", "static.mp4", "blank_lead.mp4")
+    if store.is_local:
+        src = tmp_path / "in"
+        src.mkdir()
+        for n in names:
+            shutil.copy(inbox / n, src / n)
+        input_uri = str(src)
+    else:
+        config.store.s3.endpoint_url = request.getfixturevalue("s3_endpoint")
+        input_uri = f"s3://{store.root[5:].split('/')[0]}/inbox"
+        for n in names:
+            store.fs.put_file(str(inbox / n), f"{input_uri[5:]}/{n}")
+    discover(store, config, input_uri, RUN)
+    # Between discover and ingest: one file is deleted, another overwritten with other content.
+    fs = store.fs if not store.is_local else None
+    if fs is None:
+        (src / "static.mp4").unlink()
+        shutil.copy(inbox / "bigbuckbunny.mp4", src / "blank_lead.mp4")
+    else:
+        fs.rm(f"{input_uri[5:]}/static.mp4")
+        fs.put_file(str(inbox / "bigbuckbunny.mp4"), f"{input_uri[5:]}/blank_lead.mp4")
+    outcome = run_stage(build_stage("ingest", config), store, RUN, 0, show_progress=False)
+    ids = ids_by_name(store)
+    reasons = {r["video_id"]: r["reason"] for r in rows(store, "errors")}
+    assert reasons == {ids["static.mp4"]: "missing_input", ids["blank_lead.mp4"]: "input_changed"}
+    assert outcome.marker["videos_ok"] == [ids["two_shot.mp4"]]

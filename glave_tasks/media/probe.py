@@ -8,6 +8,7 @@ Reason codes (``VideoFailure.reason``), stable across releases because reports c
 - ``zero_duration``: a video stream without a single decodable frame.
 - ``too_long`` / ``too_large``: over ``ingest.max_duration_s`` / ``ingest.max_side_px``.
 - ``blank``: every keyframe candidate is blank (black leader with no content).
+- ``missing_input`` / ``input_changed``: the file vanished or changed between discover and ingest.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ ZERO_DURATION = "zero_duration"
 TOO_LONG = "too_long"
 TOO_LARGE = "too_large"
 BLANK = "blank"
-REASONS = (NOT_A_VIDEO, CORRUPT, TRUNCATED, ZERO_DURATION, TOO_LONG, TOO_LARGE, BLANK)
+MISSING_INPUT = "missing_input"
+INPUT_CHANGED = "input_changed"
+REASONS = (NOT_A_VIDEO, CORRUPT, TRUNCATED, ZERO_DURATION, TOO_LONG, TOO_LARGE, BLANK, MISSING_INPUT, INPUT_CHANGED)
 
 # Top-level ISO-BMFF box types that may open an MP4/MOV file.
 _BMFF_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"styp"}
@@ -199,6 +202,6 @@ def check_limits(duration_s: float, width: int, height: int, cfg: IngestConfig) 
 def ensure_readable(path: str | os.PathLike[str]) -> None:
     p = Path(path)
     if not p.is_file():
-        raise VideoFailure(CORRUPT, f"input is not a readable file: {p.name}")
+        raise VideoFailure(MISSING_INPUT, f"input is not a readable file: {p.name}")
     if p.stat().st_size == 0:
         raise VideoFailure(NOT_A_VIDEO, "empty file")

@@ -8,13 +8,10 @@ Outputs per shard: ``probes``, ``keyframes``, ``dense_frames``, ``cuts`` and JPE
 
 from __future__ import annotations
 
-import os
-from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from .. import backends
 from ..stage import Resources, ShardContext, Stage, VideoRef
-from ..store import filesystem_for
 
 
 class IngestStage(Stage):
@@ -41,6 +38,7 @@ class IngestStage(Stage):
             self._backend = cls.from_config(self.config)
 
     def process(self, ctx: ShardContext) -> None:
+        from ..media.inputs import local_input
         from ..media.scan import scan_video
 
         probes: list[dict[str, Any]] = []
@@ -50,7 +48,7 @@ class IngestStage(Stage):
         for video in ctx.progress(ctx.videos, "videos", total=len(ctx.videos)):
             with ctx.guard(video.video_id):
                 vid = video.video_id
-                with self._local_copy(video) as path, _VideoProgress(ctx, video) as progress:
+                with local_input(video, self.config) as path, _VideoProgress(ctx, video) as progress:
                     result = scan_video(path, self.config.ingest, self._backend,
                                         lambda data, i, vid=vid: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"),
                                         on_progress=progress)
@@ -82,36 +80,6 @@ class IngestStage(Stage):
         ctx.write("keyframes", keyframes)
         ctx.write("dense_frames", dense)
         ctx.write("cuts", cuts)
-
-    def _local_copy(self, video: VideoRef) -> "_LocalCopy":
-        return _LocalCopy(video, self.config)
-
-
-class _LocalCopy:
-    """The input video as a local file: the file itself, or an S3 object downloaded into the
-    local cache for the duration of the scan (deleted afterwards: disk stays bounded)."""
-
-    def __init__(self, video: VideoRef, config: Any) -> None:
-        self.video = video
-        self.config = config
-        self._temp: Path | None = None
-
-    def __enter__(self) -> str:
-        fs, path = filesystem_for(self.video.source_uri, self.config.store.s3)
-        if not self.video.source_uri.startswith("s3://"):
-            return path
-        suffix = PurePosixPath(path).suffix.lower()[:8]
-        target = Path(self.config.store.local_cache) / "inputs" / f"{self.video.video_id}{suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + f".part-{os.getpid()}")
-        fs.get_file(path, str(part))
-        os.replace(part, target)
-        self._temp = target
-        return str(target)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._temp is not None:
-            self._temp.unlink(missing_ok=True)
 
 
 class _VideoProgress:
