@@ -64,6 +64,18 @@ def test_discover_stage_and_status_json(capsys: pytest.CaptureFixture[str], tmp_
     assert json.loads(out)["status"] == "skipped"
 
 
+def test_run_goes_from_an_input_folder_to_committed_stages(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                           small_inbox: Path) -> None:
+    store = str(tmp_path / "store")
+    code, out, _ = glave(capsys, "run", "--input", str(small_inbox), "--store", store, "--run-id", "n1",
+                         "--stages", "ingest", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["num_videos"] == 2 and not result["failed"]
+    assert [(o["stage"], o["status"], o["videos_ok"]) for o in result["outcomes"]] == [("ingest", "committed", 1)]
+    code, out, _ = glave(capsys, "status", "--run-id", "n1", "--store", store, "--json")
+    assert json.loads(out)["stages"]["ingest"]["committed"] == 1
+
+
 def test_long_work_shows_progress_bars(capsys: pytest.CaptureFixture[str], tmp_path: Path, small_inbox: Path) -> None:
     store = str(tmp_path / "store")
     glave(capsys, "discover", "--input", str(small_inbox), "--run-id", "n1", "--store", store)
