@@ -51,7 +51,9 @@ class GlaveLocalOperator(GlaveTaskMixin, BaseOperator):
             # they are never logged or returned.
             from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-            creds = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="s3").get_credentials()
+            # A missing connection falls back to boto3's chain, which may find nothing (local store).
+            found = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="s3").get_session().get_credentials()
+            creds = found.get_frozen_credentials() if found is not None else None
             if creds is not None and creds.access_key:
                 env["AWS_ACCESS_KEY_ID"] = creds.access_key
                 env["AWS_SECRET_ACCESS_KEY"] = creds.secret_key
