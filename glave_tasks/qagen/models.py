@@ -6,6 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..schemas import SCENE_DIMENSIONS, VIDEO_DIMENSIONS
+
+# The dimension is an enum in the JSON schema, so a constrained engine cannot invent one.
+SceneDimension = Literal[tuple(SCENE_DIMENSIONS)]  # type: ignore[valid-type]
+VideoDimension = Literal[tuple(VIDEO_DIMENSIONS)]  # type: ignore[valid-type]
+
 
 class GeneratedQA(BaseModel):
     dimension: str = Field(min_length=1)
@@ -15,8 +21,20 @@ class GeneratedQA(BaseModel):
     distractors: list[str] = Field(default_factory=list, max_length=3)
 
 
-class QAList(BaseModel):
-    qa: list[GeneratedQA] = Field(default_factory=list, max_length=40)
+class SceneQA(GeneratedQA):
+    dimension: SceneDimension
+
+
+class VideoQA(GeneratedQA):
+    dimension: VideoDimension
+
+
+class SceneQAList(BaseModel):
+    qa: list[SceneQA] = Field(default_factory=list, max_length=len(SCENE_DIMENSIONS))
+
+
+class VideoQAList(BaseModel):
+    qa: list[VideoQA] = Field(default_factory=list, max_length=4 * len(VIDEO_DIMENSIONS))
 
 
 class AtomicQA(BaseModel):

@@ -18,7 +18,7 @@ from ..language import prompts
 from ..language.types import LLMRequest, LLMResponse
 from . import rules  # noqa: F401 - registers the rules answers of the QA tasks
 from .facts import scene_objects
-from .models import OptionSet, QAList, Refined
+from .models import OptionSet, Refined, SceneQAList, VideoQAList
 
 QA_PROMPTS = ("qa_scene", "qa_video", "qa_refine", "qa_options")
 
@@ -118,7 +118,7 @@ def generate_shard(videos: list[VideoInput], runner: LevelRunner, *, max_per_dim
     # Level 1: every scene and every video of the shard at once.
     drafts: list[Draft] = []
     reqs = generation_requests(videos, max_per_dimension)
-    responses = runner.run(reqs, [QAList] * len(reqs))
+    responses = runner.run(reqs, [SceneQAList if r.key[1] == "scene" else VideoQAList for r in reqs])
     for resp in responses:
         if not resp.ok:
             continue
