@@ -53,9 +53,22 @@ def synthetic_videos(tmp: Path, n_videos: int, n_keyframes: int) -> list:
     return videos
 
 
+class CountingEngine:
+    """Counts the engine's ``generate`` calls (structured retries included)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, 0
+        self.generator, self.model_id, self.model_revision = inner.generator, inner.model_id, inner.model_revision
+
+    def generate(self, requests: list) -> list:
+        self.calls += 1
+        return self.inner.generate(requests)
+
+
 def run_once(engine, videos, batched: bool, retries: int, cap: int) -> dict:
     from glave_tasks.captionbridge.pipeline import LevelRunner, bridge_shard, caption_shard
 
+    engine = CountingEngine(engine)
     runner = LevelRunner(engine, structured_retries=retries, batched=batched, answer_token_cap=cap)
     started = time.perf_counter()
     overview_rows, local_rows = caption_shard(videos, runner, max_images=4)
@@ -66,7 +79,7 @@ def run_once(engine, videos, batched: bool, retries: int, cap: int) -> dict:
                                           merged, runner)
     wall = time.perf_counter() - started
     tokens = sum(r["completion_tokens"] or 0 for r in [*overview_rows, *local_rows, *scene_rows])
-    return {"wall_s": wall, "requests": sum(runner.requests_per_task.values()), "engine_calls": runner.engine_calls,
+    return {"wall_s": wall, "requests": sum(runner.requests_per_task.values()), "engine_calls": engine.calls,
             "per_task": dict(runner.requests_per_task), "failed": len(runner.failures),
             "scenes": len(scene_rows), "completion_tokens": tokens}
 

@@ -60,6 +60,12 @@ class VLLMEngine:
         except Exception as exc:  # noqa: BLE001 - report why the engine cannot start, in one line
             raise EngineError(f"vLLM engine for {source!r} did not start: {type(exc).__name__}: {exc}") from exc
         self.startup_s = time.perf_counter() - started
+        from vllm.platforms import current_platform
+
+        # vLLM's CPU backend crashes when a seeded request's prefill is split across steps (the CPU
+        # generator has no offset to rewind), so on CPU the engine-wide seed alone is used; the
+        # global generator still advances between attempts, so retries sample anew.
+        self.per_request_seed = not current_platform.is_cpu()
         log.info("vLLM engine %s ready in %.1f s", self.model_id, self.startup_s)
 
     def _sampling(self, req: LLMRequest) -> Any:
@@ -68,7 +74,7 @@ class VLLMEngine:
 
         s = self.config.sampling
         # A retry must not repeat the same sample: the seed moves with the attempt number.
-        seed = None if s.seed is None else s.seed + 1000 * req.attempt
+        seed = None if s.seed is None or not self.per_request_seed else s.seed + 1000 * req.attempt
         structured = StructuredOutputsParams(json=req.json_schema) if req.json_schema is not None else None
         return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=req.max_tokens or s.max_tokens,
                               seed=seed, structured_outputs=structured)
