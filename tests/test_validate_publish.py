@@ -69,14 +69,22 @@ def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path:
     assert audit["blocking"] == []
 
 
-def test_report_is_written_with_plots_and_summary(validated) -> None:
+def test_report_is_written_with_plots_summary_data_docs_and_trends(validated) -> None:
     store, config, _ = validated
+    # An earlier nightly run of the same store, known only by its report summary.
+    store.write_json(f"{RunLayout('nightly-earlier').report_prefix}/summary.json", {
+        "run_id": "nightly-earlier", "created_at": "2000-01-01T00:00:00+00:00",
+        "headline": {"videos": 5, "qa": 40, "qa_per_video": 8.0, "checks_failed": 2, "checks_warned": 1, "videos_failed": 1}})
     out = build_report(store, config, RUN)
     html = Path(out["html"]).read_text()
     assert html.count("<svg") >= 4 and "qa.option_matches_answer" in html
-    assert "http://" not in html.split("<body>")[0] and "<script" not in html
+    assert "<script" not in html and "<link" not in html, "self-contained: no external script or stylesheet"
+    assert 'href="data_docs/shard-00000/index.html"' in html
+    assert Path(out["html"]).with_name("data_docs").joinpath("shard-00000", "index.html").exists()
     summary = store.read_json(f"{RunLayout(RUN).report_prefix}/summary.json")
-    assert summary["headline"]["qa"] > 0 and summary["trend"][-1]["run_id"] == RUN
+    assert summary["headline"]["qa"] > 0
+    assert [r["run_id"] for r in summary["trend"]] == ["nightly-earlier", RUN]
+    assert "nightly-earlier" in html
 
 
 def test_publish_exports_and_marks_videos_annotated(validated, tmp_path: Path) -> None:
@@ -103,3 +111,22 @@ def test_publish_refuses_when_a_critical_check_failed(validated, tmp_path: Path)
         assert not (tmp_path / "nope").exists()
     finally:
         store.write_bytes(key, original)
+
+
+def test_audit_of_a_run_id_reads_its_tables_with_tracker_facts(validated, tmp_path: Path) -> None:
+    store, config, _ = validated
+    out = tmp_path / "audit.json"
+    assert main(["audit", RUN, "--store", store.root, "--json-out", str(out)]) == 0
+    audit = json.loads(out.read_text())
+    checks = {c["check"]: c for c in audit["checks"]}
+    assert checks["captions.hallucination"]["status"] != "skip", "a run has detector labels to compare with"
+    assert audit["stats"]["qa"] == store.read_table(RunLayout(RUN).table("qa", 0, "qa")).num_rows
+
+
+def test_audit_exits_non_zero_on_a_critical_failure(tmp_path: Path) -> None:
+    from .test_quality_defects import clean_record
+
+    record = clean_record()
+    record["general_qa"]["0"]["Answer_choices"] = "E"
+    (tmp_path / "bad.json").write_text(json.dumps(record))
+    assert main(["audit", str(tmp_path / "bad.json"), "--store", str(tmp_path / "store")]) == 1
