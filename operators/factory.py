@@ -69,14 +69,13 @@ def glave_task(
     common.update(airflow_kwargs)
     if o.executor == "kubernetes":
         from .pod import GlavePodOperator
-        from .pod_spec import pod_kwargs
 
         if resources.gpus > 0:
             common.setdefault("pool", o.gpu_pool)
             common.setdefault("pool_slots", resources.gpus)
-        labels = {"glave.io/task": task_id.replace("_", "-")}
-        return GlavePodOperator(**common, **pod_kwargs(config, family=family, resources=resources,
-                                                        name=f"glave-{task_id.replace('_', '-')}", labels=labels))
+        slug = task_id.replace("_", "-")
+        return GlavePodOperator(**common, glave_config=config, family=family, resources=resources,
+                                pod_name=f"glave-{slug}", pod_labels={"glave.io/task": slug})
     from .local import GlaveLocalOperator
 
     return GlaveLocalOperator(**common, python=o.local_python.get(family), aws_conn_id=o.aws_conn_id)

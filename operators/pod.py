@@ -1,40 +1,68 @@
-"""Production: run a ``glave`` command in a Kubernetes pod of the stage family's image."""
+"""Production: run a ``glave`` command in a Kubernetes pod of the stage family's image.
+
+The task in the DAG is a light operator; the KubernetesPodOperator (and the Kubernetes client
+models, over a second to import) is built only when the task runs or its pod is rendered, so
+parsing the DAG stays cheap. The pod's command line is built from the rendered fields, so a
+mapped task instance's shard and the run's templated run id land in its arguments.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import BaseOperator
+
+from glave_tasks.config import GlaveConfig
+from glave_tasks.stage import Resources
 
 from .command import POD_RESULT_FILE
 from .selection import GlaveTaskMixin
 
 
-class GlavePodOperator(GlaveTaskMixin, KubernetesPodOperator):
-    """A KubernetesPodOperator whose container runs ``glave <subcommand> ...``.
+class GlavePodOperator(GlaveTaskMixin, BaseOperator):
+    """Runs ``glave <subcommand> ...`` in a pod through a KubernetesPodOperator."""
 
-    The command line is rebuilt from the rendered fields right before the pod is created, so a
-    mapped task instance's shard and the run's templated run id land in its arguments. Only
-    commands that return a result (discover) use the XCom sidecar.
-    """
-
-    template_fields = tuple(dict.fromkeys((*KubernetesPodOperator.template_fields, *GlaveTaskMixin.glave_template_fields)))
+    template_fields = GlaveTaskMixin.glave_template_fields
     ui_color = "#e0ecf8"
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, glave_config: GlaveConfig, family: str, resources: Resources, pod_name: str,
+                 pod_labels: dict[str, str] | None = None, **kwargs: Any) -> None:
         glave_kwargs = self.pop_glave_kwargs(kwargs)
-        want_result = bool(glave_kwargs.get("want_result") or glave_kwargs.get("result_key"))
-        super().__init__(cmds=["glave"], arguments=[], do_xcom_push=want_result, **kwargs)
+        super().__init__(**kwargs)
         self.init_glave(**glave_kwargs)
-        self.arguments = self._argv()
+        self.glave_config = glave_config
+        self.family = family
+        self.stage_resources = resources
+        self.pod_name = pod_name
+        self.pod_labels = dict(pod_labels or {})
+        self._pod_operator: Any = None
 
-    def _argv(self) -> list[str]:
+    def arguments(self) -> list[str]:
+        """The container's arguments (its command is ``glave``)."""
         return self.command().argv(POD_RESULT_FILE if self.want_result else None)[1:]
 
+    def pod_operator(self) -> Any:
+        """The KubernetesPodOperator that runs this task's pod."""
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        from .pod_spec import pod_kwargs
+
+        return KubernetesPodOperator(
+            task_id=self.task_id, cmds=["glave"], arguments=self.arguments(),
+            # Only commands with a result use the XCom sidecar (hardened like the main container).
+            do_xcom_push=self.want_result,
+            **pod_kwargs(self.glave_config, family=self.family, resources=self.stage_resources,
+                         name=self.pod_name, labels=self.pod_labels),
+        )
+
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> Any:
-        self.arguments = self._argv()
-        return super().build_pod_request_obj(context, dry_run=dry_run)
+        return self.pod_operator().build_pod_request_obj(context, dry_run=dry_run)
 
     def execute(self, context: Any) -> Any:
         self.skip_unless_selected(context)
-        return self.select_result(super().execute(context))
+        self._pod_operator = self.pod_operator()
+        return self.select_result(self._pod_operator.execute(context))
+
+    def on_kill(self) -> None:
+        if self._pod_operator is not None:
+            self._pod_operator.on_kill()
