@@ -97,20 +97,20 @@ def test_publish_exports_and_marks_videos_annotated(validated, tmp_path: Path) -
 
 def test_publish_refuses_when_a_critical_check_failed(validated, tmp_path: Path) -> None:
     store, config, _ = validated
-    key = RunLayout(RUN).table("validate", 0, "checks")
+    key = RunLayout(RUN).table("qa", 0, "qa")
     original = store.read_bytes(key)
-    checks = store.read_table(key, schemas.CHECKS).to_pylist()
-    for c in checks:
-        if c["check"] == "qa.answer_letter":
-            c["status"] = "fail"
-    store.write_table(key, schemas.rows_to_table(checks, schemas.CHECKS), schemas.CHECKS)
+    rows = store.read_table(key, schemas.QA).to_pylist()
+    rows[0]["answer_choice"] = "E"  # a defect that slipped into the QA table
+    store.write_table(key, schemas.rows_to_table(rows, schemas.QA), schemas.QA)
     try:
+        run_stage(build_stage("validate", config), store, RUN, 0, force=True, show_progress=False)
         with pytest.raises(PublishBlocked, match="qa.answer_letter"):
             publish(store, config, RUN, str(tmp_path / "nope"))
-        assert main(["publish", "--run-id", RUN, "--out", str(tmp_path / "nope"), "--store", store.root]) != 0
+        assert main(["publish", "--run-id", RUN, "--out", str(tmp_path / "nope"), "--store", store.root]) == 2
         assert not (tmp_path / "nope").exists()
     finally:
         store.write_bytes(key, original)
+        run_stage(build_stage("validate", config), store, RUN, 0, force=True, show_progress=False)
 
 
 def test_audit_of_a_run_id_reads_its_tables_with_tracker_facts(validated, tmp_path: Path) -> None:
