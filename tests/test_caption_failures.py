@@ -49,7 +49,6 @@ def test_malformed_scene_split_fails_only_its_video_after_retries(serve, tmp_pat
 
     server = serve(respond)
     store = _shard(tmp_path)
-    # The static videos are told apart by their keyframe captions: "bad" gets a marked caption.
     config = load_config(environ={}, overrides={"caption": {"engine": {
         "backend": "openai", "base_url": server.url, "model": "served", "structured_retries": 2, "retries": 0}}})
     run_stage(build_stage("caption", config), store, RUN, 0, show_progress=False)

@@ -60,6 +60,7 @@ def build_tiny_qwen2_vl(out_dir: str | Path, vocab_size: int = 384) -> Path:
     ids = {t: tok.token_to_id(t) for t in SPECIAL}
     vocab = max(tok.get_vocab_size(), vocab_size)
 
+    # head_dim 64: vLLM's CPU attention kernels support only some head sizes (16 is rejected).
     config = Qwen2VLConfig(
         text_config={
             "vocab_size": vocab, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
