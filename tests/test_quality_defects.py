@@ -97,3 +97,11 @@ def test_planted_defect_is_caught_by_its_check(defect: str, tmp_path: Path, conf
     assert checks[check].status == "fail", (defect, checks[check])
     if checks[check].critical:
         assert checks[check].blocking
+
+
+def test_thresholds_and_criticality_come_from_config(tmp_path: Path) -> None:
+    strict = load_config(environ={}, overrides={"validate": {"checks": {
+        "qa.dimension_coverage": {"fail": 0.9, "critical": True}}}})
+    check = _audit(tmp_path, clean_record(), strict)["qa.dimension_coverage"]
+    assert check.status == "fail" and check.blocking and check.fail_threshold == 0.9
+    assert check.warn_threshold == 0.25, "fields the config leaves out keep their defaults"
