@@ -47,6 +47,7 @@ with DAG(
                           description="Date partition (YYYY-MM-DD); empty: the run's logical date."),
         "shard_size": Param(config.run.shard_size, type="integer", minimum=1, maximum=10_000),
         "max_videos": Param(config.run.max_videos, type=["null", "integer"], minimum=1),
+        "reprocess": Param(False, type="boolean", description="Include videos this pipeline version already annotated."),
         "stages": Param(STAGES, type="array", minItems=1, uniqueItems=True,
                         items={"type": "string", "enum": STAGES}, description="Stages to run (others skip)."),
     },
@@ -54,7 +55,7 @@ with DAG(
     discover = glave_task(
         config, task_id="discover", subcommand=["discover"], run_id=RUN_ID, **PARAMS,
         options={"--input": "{{ params.input_prefix }}", "--shard-size": "{{ params.shard_size }}",
-                 "--max-videos": "{{ params.max_videos }}"},
+                 "--max-videos": "{{ params.max_videos }}", "--reprocess": "{{ params.reprocess }}"},
         flags=("--json",), result_key="shards",
     )
 

@@ -29,7 +29,8 @@ def _open(config: str | None, store: str | None) -> tuple[GlaveConfig, ArtifactS
     return cfg, open_store(cfg.store.root, cfg.store.s3, cfg.store.local_cache)
 
 
-config_opt = click.option("--config", "config_path", default=None, help="YAML config (path or s3:// URI).")
+config_opt = click.option("--config", "config_path", default=None, envvar="GLAVE_CONFIG",
+                          help="YAML config (path or s3:// URI); default: $GLAVE_CONFIG.")
 store_opt = click.option("--store", default=None, help="Artifact store root (path, file:// or s3://).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 result_file_opt = click.option("--result-file", default=None, type=click.Path(dir_okay=False),
@@ -106,10 +107,11 @@ def _format_outcome(o: dict[str, Any]) -> str:
 @click.option("--reprocess", is_flag=True)
 @click.option("--stages", "stage_list", default=None, help="Comma-separated subset of stages.")
 @click.option("--force", is_flag=True)
+@click.option("--mlflow", "log_mlflow", is_flag=True, help="Log the run to MLflow afterwards (config.mlflow).")
 @config_opt
 @store_opt
 @json_opt
-def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | None, force: bool,
+def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | None, force: bool, log_mlflow: bool,
         config_path: str | None, store: str | None, as_json: bool) -> None:
     """Run every available stage over every shard, locally, without Airflow."""
     from .local_run import run_pipeline
@@ -119,7 +121,12 @@ def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | N
     stages = stage_list.split(",") if stage_list else None
     result = run_pipeline(st, cfg, input_uri, run_id, stages=stages, reprocess=reprocess, force=force,
                           show_progress=not as_json)
-    _emit(result, as_json, _format_run)
+    if log_mlflow:
+        from .tracking import log_run
+
+        result["mlflow"] = log_run(st, cfg, run_id)
+    _emit(result, as_json, lambda r: _format_run(r) + (
+        f"\n  mlflow run {r['mlflow']['mlflow_run_id']} at {r['mlflow']['tracking_uri']}" if "mlflow" in r else ""))
 
 
 def _format_run(r: dict[str, Any]) -> str:

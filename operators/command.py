@@ -38,7 +38,9 @@ class GlaveCommand:
         if _present(self.store_uri):
             out += ["--store", str(self.store_uri)]
         for flag, value in self.options.items():
-            if _present(value):
+            if str(value) == "True":  # a rendered boolean param switches a value-less flag on
+                out.append(flag)
+            elif _present(value) and str(value) != "False":
                 out += [flag, str(value)]
         out += list(self.flags)
         if result_file:

@@ -144,3 +144,21 @@ def test_model_references_in_config_are_tracked() -> None:
     refs = config_models(config)
     assert refs["track"] == {"detector": "s3://models/det.pt", "segmenter": "s3://models/sam2.pt"}
     assert refs["caption"]["vlm"] == refs["qa"]["vlm"] == "Qwen/Qwen2-VL-2B-Instruct@abc123"
+
+
+def test_glave_run_can_log_to_mlflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    synthetic.static_video(inbox / "s.mp4", seconds=2.0)
+    config_file = tmp_path / "glave.yaml"
+    config_file.write_text(json.dumps({
+        "store": {"root": str(tmp_path / "store")},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "artifact_location": str(tmp_path / "mlruns")},
+    }))
+    assert glave(["run", "--input", str(inbox), "--run-id", "with-mlflow", "--stages", "ingest", "--mlflow",
+                  "--config", str(config_file), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mlflow"]["stages"] == ["ingest"]
+    config = load_config(config_file, environ={})
+    run = _mlflow(config).get_run(result["mlflow"]["mlflow_run_id"])
+    assert run.data.tags["glave.run_id"] == "with-mlflow"
