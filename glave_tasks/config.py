@@ -90,6 +90,9 @@ class DetectorConfig(Section):
     image_size: int = Field(640, ge=32)
     batch_size: int = Field(16, ge=1)
     device: str = "cpu"
+    # Classical backend: smallest motion blob (share of the frame) and most objects per frame.
+    min_blob_area_frac: float = Field(0.002, ge=0, lt=1)
+    max_objects: int = Field(12, ge=1)
 
     @model_validator(mode="after")
     def _weights_for_ultralytics(self) -> "DetectorConfig":

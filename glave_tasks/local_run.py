@@ -1,4 +1,5 @@
-"""Run the whole pipeline on one machine without Airflow: discover, then each stage per shard.
+"""Run the whole pipeline on one machine without Airflow: discover, each stage per shard, then
+the report and the gated publish step.
 
 A failed shard is reported and the other shards go on; later stages skip that shard because its
 upstream is not committed.
@@ -9,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .config import GlaveConfig
-from .discover import discover, mark_annotated
+from .discover import discover
 from .errors import GlaveError
-from .stage import StageOutcome, read_commit, run_stage
+from .stage import StageOutcome, run_stage
 from .stages import available, build_stage
 from .store import ArtifactStore
 
@@ -38,12 +39,19 @@ def run_pipeline(
                 outcomes.append(run_stage(stage, store, run_id, shard, force=force, show_progress=show_progress))
             except GlaveError as exc:
                 failed.append({"stage": name, "shard": shard, "error": str(exc)})
-    annotated = 0
-    if names == available() and names and names[-1] == available()[-1]:
-        last = names[-1]
-        done = [v for s in manifest["shards"] if (m := read_commit(store, run_id, last, s)) for v in m["videos_ok"]]
-        annotated = mark_annotated(store, config, run_id, done)
-    return {
+    result: dict[str, Any] = {
         "run_id": run_id, "store": store.root, "num_videos": manifest["num_videos"], "shards": manifest["shards"],
-        "outcomes": [o.to_json() for o in outcomes], "failed": failed, "annotated": annotated,
+        "outcomes": [o.to_json() for o in outcomes], "failed": failed, "report": None, "published": None,
     }
+    # Report and publish only after a full pipeline: publish is gated on validation's critical
+    # checks and is what marks videos annotated, so a blocked run is picked up again next night.
+    if names == available() and "validate" in names:
+        from .publish import publish
+        from .report.build import build_report
+
+        result["report"] = build_report(store, config, run_id)
+        try:
+            result["published"] = publish(store, config, run_id)
+        except GlaveError as exc:
+            result["publish_blocked"] = str(exc)
+    return result

@@ -24,6 +24,9 @@ from .config import S3Options
 from .errors import StoreError
 from .keys import is_safe_key
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem and the filesystem path for a URI or plain local path."""
@@ -85,6 +88,8 @@ class ArtifactStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
+                # mkstemp makes 0600 files; published artifacts follow the umask like any other file.
+                os.fchmod(fd, 0o666 & ~_UMASK)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                 os.replace(tmp, target)
@@ -107,6 +112,7 @@ class ArtifactStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             # Same temp naming as write_bytes, so listings never show a half-copied file.
             fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".tmp-")
+            os.fchmod(fd, 0o666 & ~_UMASK)
             os.close(fd)
             try:
                 shutil.copyfile(local_path, tmp)

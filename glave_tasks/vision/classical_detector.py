@@ -92,11 +92,17 @@ class ClassicalDetector:
         import cv2
 
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        # Real footage (foliage, water, slight camera shake) leaves many small foreground
+        # fragments: keep blobs of a meaningful size, and only the largest few per frame.
+        min_area = self.config.min_blob_area_frac * fg.shape[0] * fg.shape[1]
+        order = sorted(range(1, n), key=lambda k: -int(stats[k][4]))
         blobs = []
-        for k in range(1, n):
+        for k in order:
             x, y, w, h, area = stats[k]
-            if w < min_side or h < min_side:
+            if w < min_side or h < min_side or area < min_area:
                 continue
+            if len(blobs) >= self.config.max_objects:
+                break
             # Score: how solidly the blob fills its box (1 for a rectangle, 0.79 for a disc).
             blobs.append(((float(x), float(y), float(x + w), float(y + h)), float(area) / float(w * h), labels == k))
         return blobs
