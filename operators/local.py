@@ -76,6 +76,7 @@ class GlaveLocalOperator(GlaveTaskMixin, BaseOperator):
             rc = self._proc.wait()
             if rc != 0:
                 raise AirflowException(f"{' '.join(argv[:3])} exited with code {rc}")
+            self.describe_outlets(context)
             if result_file is None:
                 return None
             with open(result_file) as fh:

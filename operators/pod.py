@@ -61,7 +61,9 @@ class GlavePodOperator(GlaveTaskMixin, BaseOperator):
     def execute(self, context: Any) -> Any:
         self.skip_unless_selected(context)
         self._pod_operator = self.pod_operator()
-        return self.select_result(self._pod_operator.execute(context))
+        result = self._pod_operator.execute(context)
+        self.describe_outlets(context)
+        return self.select_result(result)
 
     def on_kill(self) -> None:
         if self._pod_operator is not None:

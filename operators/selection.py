@@ -61,6 +61,14 @@ class GlaveTaskMixin:
             raise ValueError(f"command result has no {self.result_key!r}: {str(result)[:200]}")
         return result[self.result_key]
 
+    def describe_outlets(self, context: Any) -> None:
+        """Tell consumers of the published-dataset Asset which run this event is about."""
+        events = (context or {}).get("outlet_events")
+        if events is None:
+            return
+        for asset in getattr(self, "outlets", None) or []:
+            events[asset].extra.update({"run_id": str(self.run_id), "store": str(self.store_uri or "")})
+
     def skip_unless_selected(self, context: Any) -> None:
         """A stage left out of the run's ``stages`` param is skipped, not failed."""
         if self.select_stage is None or context is None:

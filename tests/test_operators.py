@@ -91,3 +91,25 @@ def test_gpu_stages_are_bounded_and_pooled_on_kubernetes() -> None:
         gpus = op.stage_resources.gpus
         assert (op.pool == prod.orchestration.gpu_pool) == (gpus > 0)
         assert (op.max_active_tis_per_dag == prod.orchestration.gpu_concurrency) == (gpus > 0)
+
+
+def test_publish_event_names_the_published_run(tmp_path: Path) -> None:
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    dataset = Asset(name="glave_dataset", uri=f"file://{tmp_path}/published")
+    # `glave status` of a run that exists stands in for publish: any succeeding command emits the event.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    synthetic.static_video(inbox / "a.mp4", seconds=1.0)
+    store = str(tmp_path / "store")
+    discover = glave_task(_config("local"), task_id="discover", subcommand=["discover"], run_id="pub-run",
+                          store_uri=store, options={"--input": str(inbox)}, flags=("--json",), result_key="shards")
+    discover.aws_conn_id = None
+    discover.execute(context={"params": {}})
+    op = glave_task(_config("local"), task_id="publish", subcommand=["status"], run_id="pub-run", store_uri=store,
+                    outlets=[dataset])
+    op.aws_conn_id = None
+    events = OutletEventAccessors()
+    op.execute(context={"params": {}, "outlet_events": events})
+    assert events[dataset].extra == {"run_id": "pub-run", "store": store}
