@@ -211,6 +211,10 @@ class K8sConfig(Section):
     scratch_size: str = "20Gi"  # emptyDir backing /tmp and the model/artifact cache
     cache_dir: str = "/cache"
     extra_env: dict[str, str] = Field(default_factory=dict)  # non-secret only (e.g. AWS_REGION)
+    # The overlay's glave config (ConfigMap) is mounted read-only here in every pod; Airflow's
+    # workers mount it at the same path and set GLAVE_CONFIG to the file in it.
+    config_map: str | None = "glave-config"
+    config_dir: str = "/etc/glave"
 
 
 class OrchestrationConfig(Section):

@@ -64,6 +64,9 @@ def scratch_volumes(config: GlaveConfig, family: str) -> tuple[list[k8s.V1Volume
         k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
         k8s.V1VolumeMount(name="cache", mount_path=k.cache_dir),
     ]
+    if k.config_map:
+        volumes.append(k8s.V1Volume(name="glave-config", config_map=k8s.V1ConfigMapVolumeSource(name=k.config_map)))
+        mounts.append(k8s.V1VolumeMount(name="glave-config", mount_path=k.config_dir, read_only=True))
     if family != "cpu":
         # PyTorch data loaders and vLLM's workers share tensors through /dev/shm (64 MiB by default).
         volumes.append(k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit="8Gi")))

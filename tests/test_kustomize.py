@@ -94,6 +94,8 @@ def test_priority_classes_match_what_pods_ask_for(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_ships_its_glave_config_as_a_configmap(overlay: str) -> None:
     (cm,) = [d for d in _kind(kustomize(overlay), "ConfigMap") if d["metadata"]["name"] == "glave-config"]
+    config = config_for(None, overlay)
+    assert cm["metadata"]["name"] == config.orchestration.k8s.config_map  # what the pods mount
     shipped = yaml.safe_load(cm["data"]["glave-config.yaml"])
     assert shipped["orchestration"]["executor"] == "kubernetes"
     assert config_for(None, overlay).store.root == shipped["store"]["root"]

@@ -74,7 +74,9 @@ def test_pods_run_hardened(rendered) -> None:  # type: ignore[no-untyped-def]
         mounts = {m["mountPath"] for m in main["volumeMounts"]}
         assert {"/tmp", "/cache"} <= mounts  # writable scratch on a read-only root
         volumes = {v["name"]: v for v in spec["volumes"]}
-        assert all("emptyDir" in v for v in volumes.values())
+        # Only scratch space and the read-only glave config: no host paths, no other claims.
+        assert all("emptyDir" in v or "configMap" in v for v in volumes.values())
+        assert volumes["glave-config"]["configMap"]["name"] == "glave-config"
 
 
 def test_resources_follow_the_stage_declaration_and_gpus_only_where_declared(rendered) -> None:  # type: ignore[no-untyped-def]
