@@ -133,6 +133,12 @@ def _format_run(r: dict[str, Any]) -> str:
     lines = [f"run {r['run_id']}: {r['num_videos']} videos, {len(r['shards'])} shards -> {r['store']}"]
     lines += [f"  {_format_outcome(o)}" for o in r["outcomes"]]
     lines += [f"  FAILED {f['stage']} shard {f['shard']}: {f['error']}" for f in r["failed"]]
+    if r.get("report"):
+        lines.append(f"  report: {r['report']['html']}")
+    if r.get("published"):
+        lines.append(f"  published {r['published']['videos']} videos to {r['published']['published_to']}")
+    if r.get("publish_blocked"):
+        lines.append(f"  NOT PUBLISHED: {r['publish_blocked']}")
     return "\n".join(lines)
 
 
