@@ -92,8 +92,8 @@ def ingest_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stages, "STAGES", {"ingest": "glave_tasks.stages.ingest:IngestStage"})
 
 
-def test_second_night_skips_annotated_videos_and_reprocess_overrides(
-        tmp_path: Path, ingest_only: None) -> None:
+def test_second_night_skips_published_videos_and_reprocess_overrides(tmp_path: Path) -> None:
+    """A video counts as annotated once a full run published it; later nights skip it."""
     config = make_config(tmp_path, shard_size=8)
     store = ArtifactStore(config.store.root)
     inbox = tmp_path / "inbox"
@@ -101,7 +101,8 @@ def test_second_night_skips_annotated_videos_and_reprocess_overrides(
     synthetic.static_video(inbox / "a.mp4", seconds=2.0)
     synthetic.static_video(inbox / "b.mp4", seconds=3.0)
     night1 = run_pipeline(store, config, str(inbox), "night-1", show_progress=False)
-    assert night1["num_videos"] == 2 and night1["annotated"] == 2 and not night1["failed"]
+    assert night1["num_videos"] == 2 and not night1["failed"]
+    assert night1["published"]["marked_annotated"] == 2
 
     synthetic.static_video(inbox / "c.mp4", seconds=2.5)
     night2 = run_pipeline(store, config, str(inbox), "night-2", show_progress=False)
