@@ -9,45 +9,22 @@ together, each given the overview and all earlier scene captions of its video.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
-from ..config import GlaveConfig
-from ..stage import Resources, ShardContext, Stage
+from ..stage import ShardContext
+from .engine_stage import EngineStage
 
 
-class BridgeStage(Stage):
+class BridgeStage(EngineStage):
     name = "bridge"
-    family = "llm"
     needs = ("ingest", "track", "caption")
     outputs = ("scenes", "video_captions")
     config_sections = ("run", "caption")
-
-    def __init__(self, config: GlaveConfig, engine: Any = None) -> None:
-        super().__init__(config)
-        self.engine = engine
-
-    def resources(self) -> Resources:
-        if self.config.caption.engine.backend == "vllm":
-            return Resources(cpu="8", memory="48Gi", gpus=self.config.caption.engine.tensor_parallel_size)
-        return Resources(cpu="1", memory="2Gi")
-
-    def model_ids(self) -> dict[str, str]:
-        from ..language import engine_ids
-
-        return engine_ids(self.config.caption.engine)
 
     def prompt_versions(self) -> dict[str, str]:
         from ..captionbridge.pipeline import BRIDGE_PROMPTS
         from ..language.prompts import versions
 
         return versions(*BRIDGE_PROMPTS)
-
-    def setup(self) -> None:
-        if self.engine is None:
-            from ..language import build_engine
-
-            self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
-                                       s3=self.config.store.s3)
 
     def process(self, ctx: ShardContext) -> None:
         from ..captionbridge.loading import load_facts

@@ -8,45 +8,22 @@ All requests of one level, over every video of the shard, go to the engine toget
 
 from __future__ import annotations
 
-from typing import Any
 
-from ..config import GlaveConfig
-from ..stage import Resources, ShardContext, Stage
+from ..stage import ShardContext
+from .engine_stage import EngineStage
 
 
-class CaptionStage(Stage):
+class CaptionStage(EngineStage):
     name = "caption"
-    family = "llm"
     needs = ("ingest", "track")
     outputs = ("overviews", "local_captions")
     config_sections = ("run", "caption")
-
-    def __init__(self, config: GlaveConfig, engine: Any = None) -> None:
-        super().__init__(config)
-        self.engine = engine  # injected by benchmarks/tests; otherwise built in setup()
-
-    def resources(self) -> Resources:
-        if self.config.caption.engine.backend == "vllm":
-            return Resources(cpu="8", memory="48Gi", gpus=self.config.caption.engine.tensor_parallel_size)
-        return Resources(cpu="1", memory="2Gi")
-
-    def model_ids(self) -> dict[str, str]:
-        from ..language import engine_ids
-
-        return engine_ids(self.config.caption.engine)
 
     def prompt_versions(self) -> dict[str, str]:
         from ..captionbridge.pipeline import CAPTION_PROMPTS
         from ..language.prompts import versions
 
         return versions(*CAPTION_PROMPTS)
-
-    def setup(self) -> None:
-        if self.engine is None:
-            from ..language import build_engine
-
-            self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
-                                       s3=self.config.store.s3)
 
     def process(self, ctx: ShardContext) -> None:
         from ..captionbridge.loading import load_facts

@@ -9,45 +9,27 @@ removed with sentence embeddings; then four options A-D with one correct. With t
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
-from ..config import GlaveConfig
-from ..stage import Resources, ShardContext, Stage
+from ..stage import ShardContext
+from .engine_stage import EngineStage
 
 
-class QAStage(Stage):
+class QAStage(EngineStage):
     name = "qa"
-    family = "llm"
     needs = ("ingest", "track", "caption", "bridge")
     outputs = ("qa",)
     config_sections = ("run", "caption", "qa")
 
-    def __init__(self, config: GlaveConfig, engine: Any = None) -> None:
-        super().__init__(config)
-        self.engine = engine
-
-    def resources(self) -> Resources:
-        if self.config.caption.engine.backend == "vllm":
-            return Resources(cpu="8", memory="48Gi", gpus=self.config.caption.engine.tensor_parallel_size)
-        return Resources(cpu="1", memory="4Gi")
+    cpu_memory = "4Gi"  # the embedding model for de-duplication
 
     def model_ids(self) -> dict[str, str]:
-        from ..language import engine_ids
-
-        return {**engine_ids(self.config.caption.engine), "embedding": self.config.qa.embedding_model}
+        return {**super().model_ids(), "embedding": self.config.qa.embedding_model}
 
     def prompt_versions(self) -> dict[str, str]:
         from ..language.prompts import versions
         from ..qagen.pipeline import QA_PROMPTS
 
         return versions(*QA_PROMPTS)
-
-    def setup(self) -> None:
-        if self.engine is None:
-            from ..language import build_engine
-
-            self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
-                                       s3=self.config.store.s3)
 
     def process(self, ctx: ShardContext) -> None:
         from ..captionbridge.facts import group_rows

@@ -1,0 +1,36 @@
+"""What the model-driven stages (caption, bridge, qa) share: one engine from
+``caption.engine``, built once per process, its resources, and its ids in the fingerprint."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..config import GlaveConfig
+from ..stage import Resources, Stage
+
+
+class EngineStage(Stage):
+    family = "llm"
+    cpu_memory: ClassVar[str] = "2Gi"  # memory when the engine runs elsewhere (rules, HTTP)
+
+    def __init__(self, config: GlaveConfig, engine: Any = None) -> None:
+        super().__init__(config)
+        self.engine = engine  # injected by benchmarks/tests; otherwise built in setup()
+
+    def resources(self) -> Resources:
+        engine = self.config.caption.engine
+        if engine.backend == "vllm":
+            return Resources(cpu="8", memory="48Gi", gpus=engine.tensor_parallel_size)
+        return Resources(cpu="1", memory=self.cpu_memory)
+
+    def model_ids(self) -> dict[str, str]:
+        from ..language import engine_ids
+
+        return engine_ids(self.config.caption.engine)
+
+    def setup(self) -> None:
+        if self.engine is None:
+            from ..language import build_engine
+
+            self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
+                                       s3=self.config.store.s3)
