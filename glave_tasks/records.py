@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import schemas
+from .captionbridge.facts import group_rows
 from .layout import RunLayout
 from .quality.records import Record, qa_entry
 from .stage import read_commit, read_manifest
@@ -48,13 +49,6 @@ def complete_videos(store: ArtifactStore, run_id: str, last_stage: str = "qa") -
     return out
 
 
-def _by_video(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in table.to_pylist():
-        out[row["video_id"]].append(row)
-    return out
-
-
 def _qa_map(rows: list[dict[str, Any]]) -> dict[str, Any]:
     rows = sorted(rows, key=lambda r: (int(r["qa_id"].rsplit("-", 1)[1]) if r["qa_id"].rsplit("-", 1)[-1].isdigit() else 0, r["qa_id"]))
     return {str(i): qa_entry(r["question"], r["answer"], r["dimension"], r["options"], r["answer_choice"])
@@ -63,12 +57,12 @@ def _qa_map(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_records(tables: dict[str, pa.Table], video_ids: list[str] | None = None) -> list[Record]:
     """One record per video that has captions, scenes and a video caption."""
-    local = _by_video(tables["local_captions"])
+    local = group_rows(tables["local_captions"])
     overviews = {r["video_id"]: r["overview_caption"] for r in tables["overviews"].to_pylist()}
     captions = {r["video_id"]: r["caption"] for r in tables["video_captions"].to_pylist()}
-    scenes = _by_video(tables["scenes"])
-    keyframes = _by_video(tables["keyframes"])
-    qa = _by_video(tables["qa"])
+    scenes = group_rows(tables["scenes"])
+    keyframes = group_rows(tables["keyframes"])
+    qa = group_rows(tables["qa"])
     ids = video_ids if video_ids is not None else sorted(captions)
     records = []
     for vid in ids:

@@ -9,7 +9,6 @@ serves every scenario (start-up costs tens of seconds on CPU).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest

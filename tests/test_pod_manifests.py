@@ -3,8 +3,6 @@ declared resources, GPUs only where a stage asks for them, no secret values anyw
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate

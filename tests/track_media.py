@@ -8,6 +8,8 @@ from pathlib import Path
 
 import av
 
+from glave_tasks.vision.classical_detector import box_iou
+
 
 @dataclass
 class DenseSample:
@@ -47,14 +49,6 @@ def sample_jpegs(video: Path, out: Path, *, interval_s: float = 0.5, max_side: i
             if limit and len(paths) >= limit:
                 break
     return DenseSample(paths, stamps, indices, size[0], size[1])
-
-
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass

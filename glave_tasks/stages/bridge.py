@@ -28,7 +28,7 @@ class BridgeStage(EngineStage):
 
     def process(self, ctx: ShardContext) -> None:
         from ..captionbridge.loading import load_facts
-        from ..captionbridge.pipeline import LevelRunner, bridge_shard
+        from ..captionbridge.pipeline import bridge_shard
 
         overviews = {r["video_id"]: r["overview_caption"] for r in ctx.read("caption", "overviews").to_pylist()}
         merged: dict[str, dict[int, str]] = defaultdict(dict)
@@ -42,14 +42,9 @@ class BridgeStage(EngineStage):
                 ctx.fail(v.video_id, "missing_captions", "caption stage has no overview or merged caption per keyframe")
                 continue
             videos.append(v)
-        runner = LevelRunner(self.engine, structured_retries=self.config.caption.engine.structured_retries,
-                             answer_token_cap=self.config.caption.engine.max_model_len // 2)
+        runner = self.level_runner()
         scene_rows, video_rows = bridge_shard(
             videos, overviews, {v.video_id: [merged[v.video_id][k.index] for k in v.keyframes] for v in videos}, runner)
-        for vid, (reason, detail) in runner.failures.items():
-            ctx.fail(vid, reason, detail)
+        self.record_runner(ctx, runner)
         ctx.write("scenes", scene_rows)
         ctx.write("video_captions", video_rows)
-        for task, n in runner.requests_per_task.items():
-            ctx.add_metric(f"requests_{task}", n)
-        ctx.add_metric("engine_calls", runner.engine_calls)

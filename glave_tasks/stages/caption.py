@@ -27,17 +27,11 @@ class CaptionStage(EngineStage):
 
     def process(self, ctx: ShardContext) -> None:
         from ..captionbridge.loading import load_facts
-        from ..captionbridge.pipeline import LevelRunner, caption_shard
+        from ..captionbridge.pipeline import caption_shard
 
         videos = load_facts(ctx)
-        eng = self.config.caption.engine
-        runner = LevelRunner(self.engine, structured_retries=eng.structured_retries,
-                             answer_token_cap=eng.max_model_len // 2)
-        overview_rows, local_rows = caption_shard(videos, runner, eng.max_images_per_prompt)
-        for vid, (reason, detail) in runner.failures.items():
-            ctx.fail(vid, reason, detail)
+        runner = self.level_runner()
+        overview_rows, local_rows = caption_shard(videos, runner, self.config.caption.engine.max_images_per_prompt)
+        self.record_runner(ctx, runner)
         ctx.write("overviews", overview_rows)
         ctx.write("local_captions", local_rows)
-        for task, n in runner.requests_per_task.items():
-            ctx.add_metric(f"requests_{task}", n)
-        ctx.add_metric("engine_calls", runner.engine_calls)

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import GlaveConfig
-from ..stage import Resources, Stage
+from ..stage import Resources, ShardContext, Stage
+
+if TYPE_CHECKING:
+    from ..captionbridge.pipeline import LevelRunner
 
 
 class EngineStage(Stage):
@@ -34,3 +37,20 @@ class EngineStage(Stage):
 
             self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
                                        s3=self.config.store.s3)
+
+    def level_runner(self) -> "LevelRunner":
+        """A runner that batches one dependency level per engine call for this shard."""
+        from ..captionbridge.pipeline import LevelRunner
+
+        engine = self.config.caption.engine
+        return LevelRunner(self.engine, structured_retries=engine.structured_retries,
+                           answer_token_cap=engine.max_model_len // 2)
+
+    @staticmethod
+    def record_runner(ctx: ShardContext, runner: "LevelRunner") -> None:
+        """Per-video failures the runner collected, and its request counts as shard metrics."""
+        for vid, (reason, detail) in runner.failures.items():
+            ctx.fail(vid, reason, detail)
+        for task, n in runner.requests_per_task.items():
+            ctx.add_metric(f"requests_{task}", n)
+        ctx.add_metric("engine_calls", runner.engine_calls)

@@ -34,7 +34,6 @@ class QAStage(EngineStage):
     def process(self, ctx: ShardContext) -> None:
         from ..captionbridge.facts import group_rows
         from ..captionbridge.loading import load_facts
-        from ..captionbridge.pipeline import LevelRunner
         from ..qagen.pipeline import SceneInput, VideoInput, generate_shard
         from ..quality.embeddings import near_duplicates
 
@@ -52,15 +51,11 @@ class QAStage(EngineStage):
                 continue
             videos.append(VideoInput(f, overviews.get(f.video_id, ""), captions[f.video_id], scenes[f.video_id],
                                      tracks.get(f.video_id, [])))
-        runner = LevelRunner(self.engine, structured_retries=self.config.caption.engine.structured_retries)
+        runner = self.level_runner()
         threshold, model = self.config.qa.near_duplicate_similarity, self.config.qa.embedding_model
         result = generate_shard(videos, runner, max_per_dimension=self.config.qa.max_per_video_dimension,
                                 near_duplicates=lambda texts: near_duplicates(texts, threshold, model))
-        for vid, (reason, detail) in runner.failures.items():
-            ctx.fail(vid, reason, detail)
+        self.record_runner(ctx, runner)
         ctx.write("qa", result.rows)
         for reason, n in result.dropped.items():
             ctx.add_metric(f"dropped_{reason}", n)
-        for task, n in runner.requests_per_task.items():
-            ctx.add_metric(f"requests_{task}", n)
-        ctx.add_metric("engine_calls", runner.engine_calls)

@@ -26,7 +26,7 @@ WORK_MAX_SIDE = 640  # detection runs at most at this size; boxes are scaled bac
 HOG_MIN_WEIGHT = 0.5  # SVM margin below which HOG hits are mostly clutter
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -143,7 +143,7 @@ class ClassicalDetector:
         dets: list[Detection] = []
         used: set[int] = set()
         for box, score in people:
-            overlapping = [i for i, b in enumerate(blobs) if _iou(box, b[0]) >= 0.3]
+            overlapping = [i for i, b in enumerate(blobs) if box_iou(box, b[0]) >= 0.3]
             used.update(overlapping)
             inside = box_mask(box, *fg.shape) & fg
             mask = full(inside) if overlapping and inside.any() else box_mask(up(box), height, width)
