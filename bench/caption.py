@@ -25,7 +25,7 @@ def synthetic_videos(tmp: Path, n_videos: int, n_keyframes: int) -> list:
     """Videos with moving boxes and one shot cut halfway; frames drawn with PIL (no video decode)."""
     from PIL import Image, ImageDraw
 
-    from glave_tasks.captionbridge.facts import KeyframeFacts, VideoFacts
+    from glave_tasks.language.video_facts import KeyframeFacts, VideoFacts
 
     videos = []
     w, h = 320, 240
@@ -66,7 +66,8 @@ class CountingEngine:
 
 
 def run_once(engine, videos, batched: bool, retries: int, cap: int) -> dict:
-    from glave_tasks.captionbridge.pipeline import LevelRunner, bridge_shard, caption_shard
+    from glave_tasks.captionbridge.pipeline import bridge_shard, caption_shard
+    from glave_tasks.language.levels import LevelRunner
 
     engine = CountingEngine(engine)
     runner = LevelRunner(engine, structured_retries=retries, batched=batched, answer_token_cap=cap)
@@ -98,7 +99,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="glave-bench-"))
     model = args.model
     if model is None:
-        from tests.tiny_vlm import build_tiny_qwen2_vl
+        from tests.support.tiny_vlm import build_tiny_qwen2_vl
 
         model = str(build_tiny_qwen2_vl(tmp / "model"))
     cfg = EngineConfig(backend="vllm", model="tiny-qwen2-vl", weights=model, dtype="bfloat16", max_model_len=4096,

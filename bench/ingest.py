@@ -31,7 +31,7 @@ from glave_tasks.config import load_config  # noqa: E402
 from glave_tasks.discover import discover  # noqa: E402
 from glave_tasks.media.scan import scan_video  # noqa: E402
 from glave_tasks.media.similarity import HistogramSimilarity  # noqa: E402
-from glave_tasks.stage import run_stage  # noqa: E402
+from glave_tasks.runner import run_stage  # noqa: E402
 from glave_tasks.stages import build_stage  # noqa: E402
 from glave_tasks.store import ArtifactStore  # noqa: E402
 from tests import synthetic  # noqa: E402

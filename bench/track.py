@@ -27,9 +27,9 @@ from glave_tasks.config import TrackConfig  # noqa: E402
 from glave_tasks.vision import set_of_mark  # noqa: E402
 from glave_tasks.vision.box_tracker import BoxTracker  # noqa: E402
 from glave_tasks.vision.classical_detector import ClassicalDetector  # noqa: E402
-from glave_tasks.vision.frames import load_frames  # noqa: E402
+from glave_tasks.vision.frame_loading import load_frames  # noqa: E402
 from glave_tasks.vision.types import Detection  # noqa: E402
-from tests.track_media import sample_jpegs  # noqa: E402
+from tests.support.track_media import sample_jpegs  # noqa: E402
 
 
 class _Seeded:

@@ -8,15 +8,15 @@ from typing import Any
 
 from .config import GlaveConfig
 from .quality.assess import Assessment, assess
-from .quality.records import load_paths
-from .records import build_records, complete_videos, read_run_tables, tracker_facts
+from .quality.record_format import load_paths
+from .run_records import build_records, complete_videos, read_run_tables, tracker_facts
 from .store import ArtifactStore
 
 
 def audit_targets(targets: list[str], config: GlaveConfig, store: ArtifactStore | None,
                   docs_dir: str | None = None) -> Assessment:
     """Each target is a JSON file, a folder of them, or (when no such path exists) a run id."""
-    from .quality.records import Record
+    from .quality.record_format import Record
 
     records: list[Record] = []
     track_ids: dict[str, set[int]] | None = None

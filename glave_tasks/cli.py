@@ -86,7 +86,7 @@ def discover(input_uri: str, run_id: str, reprocess: bool, shard_size: int | Non
 def stage(name: str, run_id: str, shard: int, force: bool, config_path: str | None, store: str | None, as_json: bool,
           result_file: str | None) -> None:
     """Run one stage over one shard."""
-    from .stage import run_stage
+    from .runner import run_stage
     from .stages import build_stage
 
     cfg, st = _open(config_path, store)
@@ -122,7 +122,7 @@ def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | N
     result = run_pipeline(st, cfg, input_uri, run_id, stages=stages, reprocess=reprocess, force=force,
                           show_progress=not as_json)
     if log_mlflow:
-        from .tracking import log_run
+        from .mlflow_log import log_run
 
         result["mlflow"] = log_run(st, cfg, run_id)
     _emit(result, as_json, lambda r: _format_run(r) + (
@@ -202,7 +202,7 @@ def rerun(run_id: str, stage_name: str, shard: int | None, downstream: bool, con
 @json_opt
 def mlflow_log(run_id: str, config_path: str | None, store: str | None, as_json: bool) -> None:
     """Log a run to MLflow: params, stage metrics from commit markers, model references, the report."""
-    from .tracking import log_run
+    from .mlflow_log import log_run
 
     cfg, st = _open(config_path, store)
     result = log_run(st, cfg, run_id)

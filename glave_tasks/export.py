@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 from . import __version__
 from .config import GlaveConfig
 from .keys import safe_segment
-from .records import build_records, complete_videos, read_run_tables
-from .stage import read_commit, read_manifest
+from .run_records import build_records, complete_videos, read_run_tables
+from .run import read_commit, read_manifest
 from .store import ArtifactStore, open_store
 
 EXPORT_TABLES = {"videos": "videos", "keyframes": "keyframes", "tracks": "tracks", "captions": "local_captions",

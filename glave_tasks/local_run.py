@@ -12,7 +12,7 @@ from typing import Any
 from .config import GlaveConfig
 from .discover import discover
 from .errors import GlaveError
-from .stage import StageOutcome, run_stage
+from .runner import StageOutcome, run_stage
 from .stages import available, build_stage
 from .store import ArtifactStore
 

@@ -9,8 +9,8 @@ from .discover import mark_annotated
 from .errors import GlaveError
 from .export import export_run
 from .keys import join_key, safe_segment
-from .records import read_run_tables
-from .stage import read_commit, read_manifest
+from .run_records import read_run_tables
+from .run import read_commit, read_manifest
 from .store import ArtifactStore
 
 

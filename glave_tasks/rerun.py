@@ -7,7 +7,8 @@ from typing import Any
 
 from .config import GlaveConfig
 from .errors import GlaveError
-from .stage import read_manifest, run_stage
+from .run import read_manifest
+from .runner import run_stage
 from .stages import available, build_stage
 from .store import ArtifactStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .layout import RunLayout
-from .stage import read_commit, read_manifest
+from .run import read_commit, read_manifest
 from .stages import available
 from .store import ArtifactStore
 

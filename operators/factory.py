@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from glave_tasks.config import GlaveConfig
-from glave_tasks.stage import Resources
+from glave_tasks.contract import Resources
 from glave_tasks.stages import stage_class
 
 # Report, publish and tracking are light CPU work.

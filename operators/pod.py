@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from glave_tasks.config import GlaveConfig
-from glave_tasks.stage import Resources
+from glave_tasks.contract import Resources
 
 from .command import POD_RESULT_FILE
 from .selection import GlaveTaskMixin

@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes.client import models as k8s
 
 from glave_tasks.config import GlaveConfig
-from glave_tasks.stage import Resources
+from glave_tasks.contract import Resources
 
 GPU_RESOURCE = "nvidia.com/gpu"
 FAMILIES = ("cpu", "vision", "llm")

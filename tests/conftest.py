@@ -5,23 +5,20 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from glave_tasks.config import GlaveConfig, S3Options, load_config
+from glave_tasks.config import GlaveConfig, S3Options
 from glave_tasks.store import ArtifactStore
 
-from . import synthetic
+from .support import make_config, synthetic
+from .support.openai_server import FakeServer
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-
-DATA = Path(__file__).parent / "data"
-BIG_BUCK_BUNNY = DATA / "bigbuckbunny.mp4"
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -70,10 +67,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
 @pytest.fixture
 def config(tmp_path: Path) -> GlaveConfig:
     """Embedded-default config with everything under tmp_path."""
-    return load_config(environ={}, overrides={
-        "store": {"root": str(tmp_path / "store"), "local_cache": str(tmp_path / "cache")},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "artifact_location": str(tmp_path / "mlruns")},
-    })
+    return make_config(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +84,17 @@ def two_shot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, synthetic.
     d = tmp_path_factory.mktemp("two_shot")
     gt = synthetic.two_shot_video(d / "two_shot.mp4")
     return d / "two_shot.mp4", gt
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., FakeServer]]:
+    """Starts scriptable OpenAI-compatible servers; all are closed after the test."""
+    servers: list[FakeServer] = []
+
+    def start(respond: Callable[[dict[str, Any], int], tuple[int, Any]]) -> FakeServer:
+        servers.append(FakeServer(respond))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

@@ -19,11 +19,12 @@ from glave_tasks.cli import main
 from glave_tasks.config import S3Options, load_config
 from glave_tasks.discover import discover
 from glave_tasks.layout import RunLayout
-from glave_tasks.stage import read_commit, run_stage
+from glave_tasks.run import read_commit
+from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 
-from . import synthetic
+from tests.support import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

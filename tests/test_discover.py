@@ -17,14 +17,12 @@ from glave_tasks.layout import RunLayout
 from glave_tasks.local_run import run_pipeline
 from glave_tasks.store import ArtifactStore
 
-from . import synthetic
+from tests.support import make_config as base_config
+from tests.support import synthetic
 
 
 def make_config(tmp_path: Path, **run: object) -> GlaveConfig:
-    return load_config(environ={}, overrides={
-        "store": {"root": str(tmp_path / "store"), "local_cache": str(tmp_path / "cache")},
-        "run": {"shard_size": 2, **run},
-    })
+    return base_config(tmp_path, run={"shard_size": 2, **run})
 
 
 def fill(d: Path, n: int) -> list[str]:

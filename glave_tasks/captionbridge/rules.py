@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..language.rules_engine import rule
-from .facts import Box, KeyframeFacts, VideoFacts
+from ..language.video_facts import Box, KeyframeFacts, VideoFacts
 
 MOVE_FRACTION = 0.04  # centre shift (share of frame size) below which an object "stays"
 SCALE_CHANGE = 1.25  # area ratio above which an object "grows"/"shrinks"

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import EngineConfig, S3Options
 from .types import EngineError, ImageInput, LLMRequest, LLMResponse
-from .weights import resolve_weights
+from ..weights import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class VLLMEngine:
         source = config.weights or config.model
         if source is None:
             raise EngineError("vllm engine needs caption.engine.model or caption.engine.weights")
-        self.model_path = resolve_weights(source, cache_dir, s3) if config.weights else source
+        self.model_path = str(resolve_weights(source, cache_dir, s3)) if config.weights else source
         self.model_id = config.model or Path(self.model_path).name
         self.model_revision = config.revision
         kwargs: dict[str, Any] = dict(

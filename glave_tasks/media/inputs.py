@@ -16,7 +16,7 @@ from typing import Iterator
 
 from ..config import GlaveConfig
 from ..errors import VideoFailure
-from ..stage import VideoRef
+from ..contract import VideoRef
 from ..store import filesystem_for
 from .probe import INPUT_CHANGED, MISSING_INPUT
 

@@ -18,7 +18,7 @@ from ..config import IngestConfig
 from ..errors import VideoFailure
 from . import probe as P
 from .cuts import CutDetector, MappedCut, map_cuts
-from .frames import SampleGrid, analysis_size, encode_jpeg, fit_within, is_blank
+from .frame_sampling import SampleGrid, analysis_size, encode_jpeg, fit_within, is_blank
 from .keyframes import Candidate, Keyframe, KeyframeSelector
 from .similarity import SimilarityBackend
 

@@ -1,14 +1,28 @@
 """Frame similarity backends for keyframe selection (registered as backend kind ``similarity``).
 
-``histogram`` (default, no weights): correlation of 3-D HSV colour histograms. Identical
-content gives 1.0; frames of one shot of the Big Buck Bunny clip one second apart score
-0.977-0.997 (camera and characters moving); a hard cut between the synthetic shots scores
-about 0.0. The reference threshold of 0.93 therefore keeps its meaning ("the picture is no
-longer the same picture") and stays the default.
+The method keeps a 2 s candidate when its similarity to the last keyframe falls below 0.93, where
+similarity is the cosine of CLIP ViT-L/14-336's vision-tower CLS token (last hidden state). That
+rule drops near-duplicates (a held shot, a slide, a talking head between gestures) and keeps
+ordinary change inside a shot: on edited footage it keeps most candidates (0.3-0.45 keyframes per
+second of video).
 
-``clip``: cosine similarity of CLIP image embeddings, as in the reference (ViT-L/14, 0.93).
-Weights come from ``ingest.clip_model_path``: a local folder or an ``s3://`` prefix holding a
-``transformers`` CLIPModel (``save_pretrained``) and its image processor.
+``layout`` (default, no weights): cosine of a small picture-layout descriptor, calibrated to that
+behaviour at the same threshold. The descriptor is the frame's gradient-magnitude map and its
+CIELAB colour, each reduced to a 16x9 grid, mean-centred and normalised, then weighted 0.7/0.3
+(gradients say where edges are, so motion and camera moves lower the score; colour keeps a
+lighting change from reading as the same picture). Measured on the Big Buck Bunny clip (one shot,
+a character moving, slow camera): frames 2 s apart score a median 0.87 and 83% fall below 0.93;
+frames 0.4 s apart a median 0.97; the same frame with sensor noise, JPEG q40, +15% brightness or
+a 6 px shift scores >= 0.96; a hard cut scores far below.
+
+``histogram``: correlation of HSV colour histograms. Kept for comparison only: it ignores where
+colours are, so frames of one shot score 0.96-0.99 even with the subject moving, and keyframes
+collapse to a handful per video.
+
+``clip``: the method's own rule: CLS token of the CLIP vision tower's last hidden state (before
+the post-layernorm and the projection), cosine. Weights from ``ingest.clip_model_path``: a local
+folder or an ``s3://`` prefix holding a ``transformers`` CLIP model (``save_pretrained``: a
+CLIPModel or a CLIPVisionModel) and its image processor.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import schemas
-from ..captionbridge.facts import VideoFacts
-from ..captionbridge.pipeline import LevelRunner
+from ..language.video_facts import VideoFacts
+from ..language.levels import LevelRunner
 from ..language import prompts
 from ..language.types import LLMRequest, LLMResponse
 from . import rules  # noqa: F401 - registers the rules answers of the QA tasks

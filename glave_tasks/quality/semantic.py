@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import schemas
 from . import embeddings, lexicon
-from .records import option_text
+from .record_format import option_text
 from .results import CheckResult
 from .thresholds import CheckSpec
 

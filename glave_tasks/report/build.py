@@ -14,9 +14,9 @@ from ..config import GlaveConfig
 from ..keys import join_key
 from ..layout import RunLayout
 from ..quality.assess import stats_of
-from ..quality.records import frames
-from ..records import build_records, complete_videos, read_run_tables
-from ..stage import read_manifest
+from ..quality.record_format import frames
+from ..run_records import build_records, complete_videos, read_run_tables
+from ..run import read_manifest
 from ..stages import available
 from ..status import run_status
 from ..store import ArtifactStore

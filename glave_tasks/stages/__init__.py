@@ -7,7 +7,7 @@ import importlib
 
 from ..config import GlaveConfig
 from ..errors import GlaveError
-from ..stage import Stage
+from ..contract import Stage
 
 # name -> "module:Class"; modules are imported only when a stage is used (heavy libraries).
 STAGES: dict[str, str] = {

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..stage import ShardContext
-from .engine_stage import EngineStage
+from ..contract import ShardContext
+from ..language.engine_stage import EngineStage
 
 
 class BridgeStage(EngineStage):
@@ -27,7 +27,7 @@ class BridgeStage(EngineStage):
         return versions(*BRIDGE_PROMPTS)
 
     def process(self, ctx: ShardContext) -> None:
-        from ..captionbridge.loading import load_facts
+        from ..language.video_facts import load_facts
         from ..captionbridge.pipeline import bridge_shard
 
         overviews = {r["video_id"]: r["overview_caption"] for r in ctx.read("caption", "overviews").to_pylist()}

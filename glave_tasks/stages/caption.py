@@ -9,8 +9,8 @@ All requests of one level, over every video of the shard, go to the engine toget
 from __future__ import annotations
 
 
-from ..stage import ShardContext
-from .engine_stage import EngineStage
+from ..contract import ShardContext
+from ..language.engine_stage import EngineStage
 
 
 class CaptionStage(EngineStage):
@@ -26,7 +26,7 @@ class CaptionStage(EngineStage):
         return versions(*CAPTION_PROMPTS)
 
     def process(self, ctx: ShardContext) -> None:
-        from ..captionbridge.loading import load_facts
+        from ..language.video_facts import load_facts
         from ..captionbridge.pipeline import caption_shard
 
         videos = load_facts(ctx)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import backends
-from ..stage import Resources, ShardContext, Stage, VideoRef
+from ..contract import Resources, ShardContext, Stage, VideoRef
 
 
 class IngestStage(Stage):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..stage import ShardContext
-from .engine_stage import EngineStage
+from ..contract import ShardContext
+from ..language.engine_stage import EngineStage
 
 
 class QAStage(EngineStage):
@@ -32,8 +32,8 @@ class QAStage(EngineStage):
         return versions(*QA_PROMPTS)
 
     def process(self, ctx: ShardContext) -> None:
-        from ..captionbridge.facts import group_rows
-        from ..captionbridge.loading import load_facts
+        from ..language.video_facts import group_rows
+        from ..language.video_facts import load_facts
         from ..qagen.pipeline import SceneInput, VideoInput, generate_shard
         from ..quality.embeddings import near_duplicates
 

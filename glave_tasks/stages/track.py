@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from .. import backends
 from ..errors import VideoFailure
-from ..stage import Resources, ShardContext, Stage
+from ..contract import Resources, ShardContext, Stage
 
 
 class TrackStage(Stage):
@@ -83,7 +83,7 @@ class TrackStage(Stage):
     def _video(self, ctx: ShardContext, vid: str, dense: list[dict], keyframes: list[dict],
                cuts: list[dict]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         from ..vision import rle, set_of_mark
-        from ..vision.frames import load_frames
+        from ..vision.frame_loading import load_frames
 
         if not dense:
             if keyframes:

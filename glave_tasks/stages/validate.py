@@ -6,7 +6,7 @@ failures block publish). Great Expectations' Data Docs for the shard go to the r
 from __future__ import annotations
 
 from ..config import GlaveConfig
-from ..stage import Resources, ShardContext, Stage
+from ..contract import Resources, ShardContext, Stage
 
 
 class ValidateStage(Stage):
@@ -36,7 +36,7 @@ class ValidateStage(Stage):
         from ..keys import is_safe_key, join_key
         from ..layout import shard_name
         from ..quality.assess import assess
-        from ..records import TABLE_STAGE, build_records, tracker_facts
+        from ..run_records import TABLE_STAGE, build_records, tracker_facts
 
         tables: dict[str, pa.Table] = {}
         for name, stage in TABLE_STAGE.items():

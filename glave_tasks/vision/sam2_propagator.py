@@ -30,7 +30,7 @@ from ..config import S3Options, TrackConfig
 from ..errors import ConfigError
 from .mask_matching import match_masks
 from .types import Detection, TrackedObject, VideoFrames, box_mask, mask_box
-from .weights import resolve_weights
+from ..weights import resolve_weights
 
 
 class Sam2Propagator:

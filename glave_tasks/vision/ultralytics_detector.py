@@ -17,7 +17,7 @@ from ..compat.torchvision_ops import ensure_torchvision_ops
 from ..config import DetectorConfig, S3Options
 from ..errors import ConfigError
 from .types import Detection, VideoFrames
-from .weights import resolve_weights
+from ..weights import resolve_weights
 
 
 class UltralyticsDetector:

@@ -1,0 +1,170 @@
+"""The stage contract: what a stage declares and what it sees of the world while it works.
+
+A stage is a plain unit of work over one shard: it declares what it reads (upstream stages),
+what it writes (tables), and what it needs (CPU, memory, GPUs); it loads its models once in
+``setup`` and processes the whole shard in ``process``. ``runner`` gives every stage the same
+guarantees (idempotent commit, per-video failure isolation, committed-only reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import traceback
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Iterable, Iterator, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import schemas
+from .config import GlaveConfig
+from .errors import GlaveError, VideoFailure
+from .layout import RunLayout
+from .store import ArtifactStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a stage's pod requests. GPUs become ``nvidia.com/gpu`` limits."""
+
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpus: int = 0
+    ephemeral_storage: str = "20Gi"
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    video_id: str
+    content_hash: str
+    source_uri: str
+    file_name: str
+
+
+class Stage(ABC):
+    """Base class of every stage. Subclasses set the class attributes and implement ``process``."""
+
+    name: ClassVar[str]
+    family: ClassVar[str] = "cpu"  # image family: cpu | vision | llm
+    needs: ClassVar[tuple[str, ...]] = ()  # upstream stages read (committed shards only)
+    outputs: ClassVar[tuple[str, ...]] = ()  # tables written, names from schemas.TABLES
+    config_sections: ClassVar[tuple[str, ...]] = ("run",)  # config that changes the output
+
+    def __init__(self, config: GlaveConfig) -> None:
+        self.config = config
+
+    def resources(self) -> Resources:
+        return Resources()
+
+    def model_ids(self) -> dict[str, str]:
+        """Model ids/revisions/weights URIs that shape the output (part of the fingerprint)."""
+        return {}
+
+    def prompt_versions(self) -> dict[str, str]:
+        return {}
+
+    def setup(self) -> None:
+        """Load models once per process, before the shard is processed."""
+
+    @abstractmethod
+    def process(self, ctx: "ShardContext") -> None:
+        """Process every video of ``ctx.videos``; write tables with ``ctx.write``."""
+
+
+@dataclass
+class ShardContext:
+    """What a stage sees of the world while it processes one shard."""
+
+    store: ArtifactStore
+    config: GlaveConfig
+    run_id: str
+    shard: int
+    stage: str
+    videos: list[VideoRef]
+    upstream: dict[str, dict[str, Any]]  # stage -> commit marker
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    show_progress: bool = True
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_id)
+
+    @property
+    def failed_ids(self) -> set[str]:
+        return {e["video_id"] for e in self.errors}
+
+    def ok_videos(self) -> list[VideoRef]:
+        failed = self.failed_ids
+        return [v for v in self.videos if v.video_id not in failed]
+
+    # -- reading upstream -------------------------------------------------------------------
+    def read(self, stage: str, table: str) -> pa.Table:
+        """An upstream table of this shard, limited to the videos this stage works on."""
+        if stage not in self.upstream:
+            raise GlaveError(f"stage {self.stage!r} did not declare {stage!r} as an input")
+        data = self.store.read_table(self.layout.table(stage, self.shard, table), schemas.TABLES[table])
+        ids = pa.array([v.video_id for v in self.videos], pa.string())
+        return data.filter(pc.is_in(data["video_id"], value_set=ids))
+
+    def upstream_file(self, key: str) -> str:
+        """Local path of an upstream blob (downloaded once on S3)."""
+        return str(self.store.local_path(key))
+
+    # -- writing ----------------------------------------------------------------------------
+    def write(self, table: str, data: pa.Table | list[dict[str, Any]]) -> str:
+        """Write one of the stage's output tables; rows of failed videos are dropped."""
+        schema = schemas.TABLES[table]
+        if isinstance(data, list):
+            data = schemas.rows_to_table(data, schema)
+        failed = self.failed_ids
+        if failed and data.num_rows:
+            data = data.filter(pc.invert(pc.is_in(data["video_id"], value_set=pa.array(sorted(failed)))))
+        self.counts[table] = data.num_rows
+        return self.store.write_table(self.layout.table(self.stage, self.shard, table), data, schema)
+
+    def put_bytes(self, data: bytes, *parts: str) -> str:
+        """Store a blob under the shard's files/ folder; returns its key."""
+        key = self.layout.file(self.stage, self.shard, *parts)
+        self.store.write_bytes(key, data)
+        return key
+
+    # -- failures ---------------------------------------------------------------------------
+    def fail(self, video_id: str, reason: str, detail: str = "") -> None:
+        """Record that one video cannot go through this stage; it is excluded from then on."""
+        if video_id in self.failed_ids:
+            return
+        log.warning("video %s failed %s: %s %s", video_id, self.stage, reason, detail)
+        self.errors.append({
+            "video_id": video_id, "stage": self.stage, "reason": reason, "detail": detail[:4000],
+            "run_id": self.run_id, "shard": self.shard, "recorded_at": datetime.now(timezone.utc),
+        })
+
+    @contextlib.contextmanager
+    def guard(self, video_id: str) -> Iterator[None]:
+        """Run per-video work; a failure is recorded for that video and the shard goes on."""
+        try:
+            yield
+        except VideoFailure as exc:
+            self.fail(video_id, exc.reason, exc.detail)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad video must not sink the shard
+            self.fail(video_id, "internal_error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+
+    def progress(self, items: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
+        if not self.show_progress:
+            return items
+        from tqdm import tqdm
+
+        return tqdm(items, desc=f"{self.stage}[{self.shard}] {desc}", total=total, leave=False)
+
+    def add_metric(self, name: str, value: float) -> None:
+        self.metrics[name] = self.metrics.get(name, 0.0) + value

@@ -1,0 +1,132 @@
+"""Validate, report, export round trip, audit and publish on a seeded run (rules engine)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from glave_tasks import schemas
+from glave_tasks.cli import main
+from glave_tasks.discover import is_annotated
+from glave_tasks.layout import RunLayout
+from glave_tasks.publish import PublishBlocked, publish
+from glave_tasks.report.build import build_report
+from glave_tasks.runner import run_stage
+from glave_tasks.stages import build_stage
+from glave_tasks.store import ArtifactStore
+
+from tests.support.seed_run import seed_captioned_run
+
+RUN = "r-validate"
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory: pytest.TempPathFactory):
+    from glave_tasks.config import load_config
+
+    tmp = tmp_path_factory.mktemp("validated")
+    config = load_config(environ={}, overrides={"store": {"root": str(tmp / "store"), "local_cache": str(tmp / "cache")}})
+    store = ArtifactStore(config.store.root)
+    seed_captioned_run(store, config, RUN, tmp, stages=("caption", "bridge", "qa", "validate"))
+    return store, config, tmp
+
+
+def test_validate_writes_checks_for_every_table_and_none_blocks_a_clean_run(validated) -> None:
+    store, config, _ = validated
+    checks = store.read_table(RunLayout(RUN).table("validate", 0, "checks"), schemas.CHECKS).to_pylist()
+    names = {c["check"] for c in checks}
+    for table in ("probes", "keyframes", "tracks", "marks", "local_captions", "scenes", "video_captions", "qa", "videos"):
+        assert f"table.{table}" in names
+    for model_check in ("qa.option_matches_answer", "qa.answerable", "captions.track_coverage", "captions.hallucination",
+                        "captions.motion_detail_balance", "qa.duplicates_near"):
+        assert model_check in names
+    blocking = [c for c in checks if c["critical"] and c["status"] == "fail"]
+    assert blocking == []
+    assert store.exists(f"{RunLayout(RUN).report_prefix}/data_docs/shard-00000/index.html")
+
+
+def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path: Path) -> None:
+    store, config, _ = validated
+    out = tmp_path / "export"
+    assert main(["export", "--run-id", RUN, "--out", str(out), "--store", store.root]) == 0
+    record = json.loads((out / "json" / "twoshot.json").read_text())
+    assert set(record) == {"different", "attention", "merged", "overview_caption", "scene_list", "general_qa", "caption"}
+    assert len(record["merged"]) == len(record["attention"]) == len(record["different"])
+    qa = record["scene_list"]["0"]["QA_pair"]["0"]
+    assert set(qa) == {"Question", "Answer", "Dimension", "Options", "Answer_choices"}
+    card = json.loads((out / "dataset_card.json").read_text())
+    summary_file = tmp_path / "audit.json"
+    assert main(["audit", str(out / "json"), "--json-out", str(summary_file), "--html-out", str(tmp_path / "a.html"),
+                 "--store", store.root]) == 0
+    audit = json.loads(summary_file.read_text())
+    qa_rows = store.read_table(RunLayout(RUN).table("qa", 0, "qa")).num_rows
+    scenes = store.read_table(RunLayout(RUN).table("bridge", 0, "scenes")).num_rows
+    assert audit["stats"]["qa"] == card["counts"]["qa"] == qa_rows
+    assert audit["stats"]["scenes"] == card["counts"]["scenes"] == scenes
+    assert audit["stats"]["videos"] == card["counts"]["videos"] == 2
+    assert audit["blocking"] == []
+
+
+def test_report_is_written_with_plots_summary_data_docs_and_trends(validated) -> None:
+    store, config, _ = validated
+    # An earlier nightly run of the same store, known only by its report summary.
+    store.write_json(f"{RunLayout('nightly-earlier').report_prefix}/summary.json", {
+        "run_id": "nightly-earlier", "created_at": "2000-01-01T00:00:00+00:00",
+        "headline": {"videos": 5, "qa": 40, "qa_per_video": 8.0, "checks_failed": 2, "checks_warned": 1, "videos_failed": 1}})
+    out = build_report(store, config, RUN)
+    html = Path(out["html"]).read_text()
+    assert html.count("<svg") >= 4 and "qa.option_matches_answer" in html
+    assert "<script" not in html and "<link" not in html, "self-contained: no external script or stylesheet"
+    assert 'href="data_docs/shard-00000/index.html"' in html
+    assert Path(out["html"]).with_name("data_docs").joinpath("shard-00000", "index.html").exists()
+    summary = store.read_json(f"{RunLayout(RUN).report_prefix}/summary.json")
+    assert summary["headline"]["qa"] > 0
+    assert [r["run_id"] for r in summary["trend"]] == ["nightly-earlier", RUN]
+    assert "nightly-earlier" in html
+
+
+def test_publish_exports_and_marks_videos_annotated(validated, tmp_path: Path) -> None:
+    store, config, _ = validated
+    result = publish(store, config, RUN)
+    assert result["videos"] == 2
+    assert Path(result["published_to"], "json", "twoshot.json").exists()
+    assert is_annotated(store, config, "twoshot") and is_annotated(store, config, "static")
+
+
+def test_publish_refuses_when_a_critical_check_failed(validated, tmp_path: Path) -> None:
+    store, config, _ = validated
+    key = RunLayout(RUN).table("qa", 0, "qa")
+    original = store.read_bytes(key)
+    rows = store.read_table(key, schemas.QA).to_pylist()
+    rows[0]["answer_choice"] = "E"  # a defect that slipped into the QA table
+    store.write_table(key, schemas.rows_to_table(rows, schemas.QA), schemas.QA)
+    try:
+        run_stage(build_stage("validate", config), store, RUN, 0, force=True, show_progress=False)
+        with pytest.raises(PublishBlocked, match="qa.answer_letter"):
+            publish(store, config, RUN, str(tmp_path / "nope"))
+        assert main(["publish", "--run-id", RUN, "--out", str(tmp_path / "nope"), "--store", store.root]) == 2
+        assert not (tmp_path / "nope").exists()
+    finally:
+        store.write_bytes(key, original)
+        run_stage(build_stage("validate", config), store, RUN, 0, force=True, show_progress=False)
+
+
+def test_audit_of_a_run_id_reads_its_tables_with_tracker_facts(validated, tmp_path: Path) -> None:
+    store, config, _ = validated
+    out = tmp_path / "audit.json"
+    assert main(["audit", RUN, "--store", store.root, "--json-out", str(out)]) == 0
+    audit = json.loads(out.read_text())
+    checks = {c["check"]: c for c in audit["checks"]}
+    assert checks["captions.hallucination"]["status"] != "skip", "a run has detector labels to compare with"
+    assert audit["stats"]["qa"] == store.read_table(RunLayout(RUN).table("qa", 0, "qa")).num_rows
+
+
+def test_audit_exits_non_zero_on_a_critical_failure(tmp_path: Path) -> None:
+    from tests.quality.test_expectations import clean_record
+
+    record = clean_record()
+    record["general_qa"]["0"]["Answer_choices"] = "E"
+    (tmp_path / "bad.json").write_text(json.dumps(record))
+    assert main(["audit", str(tmp_path / "bad.json"), "--store", str(tmp_path / "store")]) == 1
