@@ -25,8 +25,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from glave_tasks.compat.torchvision_ops import ensure_torchvision_ops  # noqa: E402
 from glave_tasks.config import TrackConfig  # noqa: E402
 from glave_tasks.vision import set_of_mark  # noqa: E402
-from glave_tasks.vision.box_tracker import BoxTracker  # noqa: E402
-from glave_tasks.vision.classical_detector import ClassicalDetector  # noqa: E402
+from glave_tasks.vision.segmenters.bytetrack import ByteTrackSegmenter  # noqa: E402
+from glave_tasks.vision.detectors.classical import ClassicalDetector  # noqa: E402
 from glave_tasks.vision.frame_loading import load_frames  # noqa: E402
 from glave_tasks.vision.types import Detection  # noqa: E402
 from tests.support.track_media import sample_jpegs  # noqa: E402
@@ -54,8 +54,8 @@ def main() -> None:
     from sam2.build_sam import build_sam2_video_predictor
     from ultralytics import YOLO
 
-    from glave_tasks.vision.sam2_propagator import Sam2Propagator
-    from glave_tasks.vision.ultralytics_detector import UltralyticsDetector
+    from glave_tasks.vision.segmenters.sam2 import Sam2Propagator
+    from glave_tasks.vision.detectors.ultralytics import UltralyticsDetector
 
     work = Path(tempfile.mkdtemp(prefix="glave-bench-track-"))
     yolo = work / "yolo.pt"
@@ -78,8 +78,8 @@ def main() -> None:
             "segmenter": {"backend": "sam2", "checkpoint": str(work / "sam2.pt"), "image_size": 256},
         })
         setups = [
-            ("classical", ClassicalDetector(TrackConfig().detector), BoxTracker(TrackConfig())),
-            ("ultralytics tiny", UltralyticsDetector(cfg.detector, cache_dir=work), BoxTracker(cfg)),
+            ("classical", ClassicalDetector(TrackConfig().detector), ByteTrackSegmenter(TrackConfig())),
+            ("ultralytics tiny", UltralyticsDetector(cfg.detector, cache_dir=work), ByteTrackSegmenter(cfg)),
             ("ultralytics+sam2 tiny", _Seeded(UltralyticsDetector(cfg.detector, cache_dir=work)),
              Sam2Propagator(cfg, cache_dir=work)),
         ]

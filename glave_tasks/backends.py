@@ -1,8 +1,14 @@
 """Backend registries: config names a backend, this module finds its class.
 
-Stages ask ``load("detector", cfg.track.detector.backend)`` instead of branching on names, so a
-new backend is one registry line plus its module, and nothing imports a heavy library until the
-backend is actually chosen.
+One idiom for every family: the config value is the registry key and the name of the backend's
+module (``track.detector.backend: ultralytics`` -> ``glave_tasks/vision/detectors/ultralytics.py``).
+Adding a backend is its module plus one line here; no stage changes.
+
+Every backend class declares, from its config alone and without loading a model, the model ids
+that shape its output (they enter the stage fingerprint, the commit marker and MLflow) and the
+resources its pod needs (see :class:`Backend`). Stages ask the configured backend for both and
+never name one. Backend modules import heavy libraries only inside methods, so asking a backend
+class is cheap enough for the Airflow side that renders pods.
 """
 
 from __future__ import annotations
@@ -10,32 +16,53 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .contract import Resources
 from .errors import ConfigError
 
 REGISTRY: dict[str, dict[str, str]] = {
-    # kind -> backend name -> "module:attribute"
+    # kind -> backend name (= config value = module name) -> "module:Class"
     "detector": {
-        "classical": "glave_tasks.vision.classical_detector:ClassicalDetector",
-        "ultralytics": "glave_tasks.vision.ultralytics_detector:UltralyticsDetector",
+        "classical": "glave_tasks.vision.detectors.classical:ClassicalDetector",
+        "ultralytics": "glave_tasks.vision.detectors.ultralytics:UltralyticsDetector",
     },
     "segmenter": {
-        "none": "glave_tasks.vision.box_tracker:BoxTracker",
-        "sam2": "glave_tasks.vision.sam2_propagator:Sam2Propagator",
+        "bytetrack": "glave_tasks.vision.segmenters.bytetrack:ByteTrackSegmenter",
+        "sam2": "glave_tasks.vision.segmenters.sam2:Sam2Propagator",
     },
     "similarity": {
         "histogram": "glave_tasks.media.similarity:HistogramSimilarity",
         "clip": "glave_tasks.media.similarity:ClipSimilarity",
     },
     "engine": {
-        "rules": "glave_tasks.language.rules_engine:RulesEngine",
-        "vllm": "glave_tasks.language.vllm_engine:VLLMEngine",
-        "openai": "glave_tasks.language.openai_engine:OpenAIEngine",
+        "rules": "glave_tasks.language.engines.rules:RulesEngine",
+        "vllm": "glave_tasks.language.engines.vllm:VLLMEngine",
+        "openai": "glave_tasks.language.engines.openai:OpenAIEngine",
     },
 }
 
 
+class Backend:
+    """What a backend class declares about itself. ``config`` is what its constructor gets
+    (detector: ``DetectorConfig``, segmenter: ``TrackConfig``, engine: ``EngineConfig``)."""
+
+    @classmethod
+    def model_ids(cls, config: Any) -> dict[str, str]:
+        """Model ids, revisions or weights URIs that shape the output (none: rule-based code)."""
+        return {}
+
+    @classmethod
+    def resources(cls, config: Any) -> Resources:
+        """What the pod needs to run this backend; a stage takes the union with its own needs."""
+        return Resources()
+
+
 def register(kind: str, name: str, target: str) -> None:
     REGISTRY.setdefault(kind, {})[name] = target
+
+
+def known(kind: str) -> list[str]:
+    """Backend names registered for ``kind``, sorted."""
+    return sorted(REGISTRY.get(kind, {}))
 
 
 def load(kind: str, name: str) -> Any:
@@ -43,7 +70,19 @@ def load(kind: str, name: str) -> Any:
     try:
         target = REGISTRY[kind][name]
     except KeyError:
-        known = ", ".join(sorted(REGISTRY.get(kind, {}))) or "none"
-        raise ConfigError(f"unknown {kind} backend {name!r} (known: {known})") from None
+        known_names = ", ".join(known(kind)) or "none"
+        raise ConfigError(f"unknown {kind} backend {name!r} (known: {known_names})") from None
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def model_ids(kind: str, name: str, config: Any) -> dict[str, str]:
+    """The model ids the configured backend declares."""
+    ids: dict[str, str] = load(kind, name).model_ids(config)
+    return ids
+
+
+def resources(kind: str, name: str, config: Any) -> Resources:
+    """The resources the configured backend declares."""
+    res: Resources = load(kind, name).resources(config)
+    return res

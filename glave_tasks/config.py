@@ -11,10 +11,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -26,6 +26,24 @@ REFERENCE_CLASSES = [
     "elephant", "bear", "zebra", "giraffe", "bicycle", "car", "motorcycle", "airplane", "bus",
     "train", "truck", "boat",
 ]
+
+
+def _registered(kind: str) -> AfterValidator:
+    """Accepts the name of a backend registered for ``kind`` in ``glave_tasks.backends``."""
+
+    def check(name: str) -> str:
+        from .backends import known
+
+        if name not in known(kind):
+            raise ValueError(f"unknown {kind} backend {name!r} (known: {', '.join(known(kind))})")
+        return name
+
+    return AfterValidator(check)
+
+
+DetectorBackend = Annotated[str, _registered("detector")]
+SegmenterBackend = Annotated[str, _registered("segmenter")]
+EngineBackend = Annotated[str, _registered("engine")]
 
 
 class Section(BaseModel):
@@ -83,7 +101,7 @@ class IngestConfig(Section):
 
 
 class DetectorConfig(Section):
-    backend: Literal["classical", "ultralytics"] = "classical"
+    backend: DetectorBackend = "classical"
     weights: str | None = None
     classes: list[str] = Field(default_factory=lambda: list(REFERENCE_CLASSES))
     confidence: float = Field(0.25, ge=0, le=1)
@@ -102,7 +120,7 @@ class DetectorConfig(Section):
 
 
 class SegmenterConfig(Section):
-    backend: Literal["none", "sam2"] = "none"
+    backend: SegmenterBackend = "bytetrack"
     model_config_name: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
     checkpoint: str | None = None
     image_size: int = Field(1024, ge=64)
@@ -134,7 +152,7 @@ class SamplingConfig(Section):
 
 
 class EngineConfig(Section):
-    backend: Literal["rules", "vllm", "openai"] = "rules"
+    backend: EngineBackend = "rules"
     model: str | None = None
     revision: str | None = None
     weights: str | None = None
@@ -162,7 +180,6 @@ class EngineConfig(Section):
 
 class CaptionConfig(Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    prompt_set: str = "glave-v1"
 
 
 class QAConfig(Section):
@@ -229,11 +246,8 @@ class OrchestrationConfig(Section):
     retries: int = Field(2, ge=0)
     retry_delay_s: int = Field(60, ge=1)
     max_retry_delay_s: int = Field(1800, ge=1)
-    # Per-stage execution timeout in minutes; stages not listed get default_timeout_min.
-    stage_timeout_min: dict[str, int] = Field(default_factory=lambda: {
-        "ingest": 60, "track": 240, "caption": 360, "bridge": 240, "qa": 240, "validate": 60,
-    })
-    default_timeout_min: int = Field(60, ge=1)
+    # Per-stage execution timeout in minutes, overriding the stage's own ``timeout_min``.
+    stage_timeout_min: dict[str, int] = Field(default_factory=dict)
     gpu_pool: str = "glave_gpu"  # Airflow pool bounding concurrent GPU pods (slots = GPUs)
     gpu_concurrency: int = Field(2, ge=1)  # at most this many mapped TIs of one GPU stage at once
 

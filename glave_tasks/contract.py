@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity (\"500m\", \"4\", \"16Gi\") as a number, to compare requests."""
+    number = text.rstrip("kmMGTi")
+    unit = text[len(number):]
+    if unit not in _UNITS or not number:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    return float(number) * _UNITS[unit]
+
+
 @dataclass(frozen=True)
 class Resources:
     """What a stage's pod requests. GPUs become ``nvidia.com/gpu`` limits."""
@@ -37,6 +49,17 @@ class Resources:
     memory: str = "2Gi"
     gpus: int = 0
     ephemeral_storage: str = "20Gi"
+
+    def union(self, *others: Resources) -> Resources:
+        """The larger of each request: a pod that runs all of these at once."""
+        out = self
+        for o in others:
+            out = Resources(
+                cpu=max(out.cpu, o.cpu, key=quantity), memory=max(out.memory, o.memory, key=quantity),
+                gpus=max(out.gpus, o.gpus),
+                ephemeral_storage=max(out.ephemeral_storage, o.ephemeral_storage, key=quantity),
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,7 @@ class Stage(ABC):
     needs: ClassVar[tuple[str, ...]] = ()  # upstream stages read (committed shards only)
     outputs: ClassVar[tuple[str, ...]] = ()  # tables written, names from schemas.TABLES
     config_sections: ClassVar[tuple[str, ...]] = ("run",)  # config that changes the output
+    timeout_min: ClassVar[int] = 60  # one shard's execution timeout (orchestration.stage_timeout_min overrides)
 
     def __init__(self, config: GlaveConfig) -> None:
         self.config = config

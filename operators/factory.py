@@ -17,6 +17,7 @@ from glave_tasks.stages import stage_class
 
 # Report, publish and tracking are light CPU work.
 COMMAND_RESOURCES = Resources(cpu="1", memory="2Gi", gpus=0, ephemeral_storage="5Gi")
+COMMAND_TIMEOUT_MIN = 60
 
 
 def stage_requirements(name: str, config: GlaveConfig) -> tuple[str, Resources]:
@@ -61,7 +62,7 @@ def glave_task(
         "task_id": task_id, "subcommand": subcommand, "run_id": run_id, "shard": shard,
         "config_uri": config_uri, "store_uri": store_uri, "options": options or {}, "flags": flags,
         "select_stage": select_stage, "want_result": want_result, "result_key": result_key,
-        **retry_kwargs(config, timeout_min or o.default_timeout_min),
+        **retry_kwargs(config, timeout_min or COMMAND_TIMEOUT_MIN),
     }
     if resources.gpus > 0:
         # Mapped GPU shards queue here instead of piling pending pods onto the cluster.
@@ -88,6 +89,6 @@ def stage_task(config: GlaveConfig, name: str, *, run_id: str, shard: Any, confi
     o = config.orchestration
     return glave_task(
         config, task_id=name, subcommand=["stage", name], run_id=run_id, family=family, resources=resources,
-        timeout_min=o.stage_timeout_min.get(name, o.default_timeout_min), shard=shard, config_uri=config_uri,
+        timeout_min=o.stage_timeout_min.get(name, stage_class(name).timeout_min), shard=shard, config_uri=config_uri,
         store_uri=store_uri, flags=("--json",), select_stage=name, want_result=True, **airflow_kwargs,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..language.rules_engine import rule
+from ..language.engines.rules import rule
 from ..language.video_facts import Box, KeyframeFacts, VideoFacts
 
 MOVE_FRACTION = 0.04  # centre shift (share of frame size) below which an object "stays"

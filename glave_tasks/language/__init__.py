@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import backends
 from ..backends import load
 from ..config import EngineConfig
+from ..contract import Resources
 from .structured import MALFORMED, complete, parse_answer, schema_for
 from .types import Engine, EngineError, LLMRequest, LLMResponse
 
@@ -25,14 +27,14 @@ def build_engine(config: EngineConfig, **kwargs: Any) -> Engine:
 
 
 def engine_ids(config: EngineConfig) -> dict[str, str]:
-    """What identifies the engine's output, for stage fingerprints."""
-    if config.backend == "rules":
-        from .rules_engine import RULES_VERSION
+    """What identifies the engine's output, for stage fingerprints (declared by the engine)."""
+    return backends.model_ids("engine", config.backend, config)
 
-        return {"engine": "rules", "rules": RULES_VERSION}
-    return {"engine": config.backend, "model": str(config.model or ""), "revision": str(config.revision or ""),
-            "weights": str(config.weights or "")}
+
+def engine_resources(config: EngineConfig) -> Resources:
+    """What the engine needs in the stage's pod (declared by the engine)."""
+    return backends.resources("engine", config.backend, config)
 
 
 __all__ = ["Engine", "EngineError", "LLMRequest", "LLMResponse", "MALFORMED", "build_engine", "complete",
-           "engine_ids", "parse_answer", "schema_for"]
+           "engine_ids", "engine_resources", "parse_answer", "schema_for"]

@@ -21,10 +21,9 @@ class EngineStage(Stage):
         self.engine = engine  # injected by benchmarks/tests; otherwise built in setup()
 
     def resources(self) -> Resources:
-        engine = self.config.caption.engine
-        if engine.backend == "vllm":
-            return Resources(cpu="8", memory="48Gi", gpus=engine.tensor_parallel_size)
-        return Resources(cpu="1", memory=self.cpu_memory)
+        from . import engine_resources
+
+        return Resources(cpu="1", memory=self.cpu_memory).union(engine_resources(self.config.caption.engine))
 
     def model_ids(self) -> dict[str, str]:
         from . import engine_ids

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from ..language.rules_engine import rule
+from ..language.engines.rules import rule
 
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                 "eleven", "twelve"]

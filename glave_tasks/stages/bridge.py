@@ -19,6 +19,7 @@ class BridgeStage(EngineStage):
     needs = ("ingest", "track", "caption")
     outputs = ("scenes", "video_captions")
     config_sections = ("run", "caption")
+    timeout_min = 240
 
     def prompt_versions(self) -> dict[str, str]:
         from ..captionbridge.pipeline import BRIDGE_PROMPTS

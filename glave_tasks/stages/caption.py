@@ -18,6 +18,7 @@ class CaptionStage(EngineStage):
     needs = ("ingest", "track")
     outputs = ("overviews", "local_captions")
     config_sections = ("run", "caption")
+    timeout_min = 360
 
     def prompt_versions(self) -> dict[str, str]:
         from ..captionbridge.pipeline import CAPTION_PROMPTS

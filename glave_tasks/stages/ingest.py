@@ -20,6 +20,7 @@ class IngestStage(Stage):
     needs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ("probes", "keyframes", "dense_frames", "cuts")
     config_sections: ClassVar[tuple[str, ...]] = ("run", "ingest")
+    timeout_min: ClassVar[int] = 60
 
     _backend: Any = None
 

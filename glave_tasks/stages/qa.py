@@ -19,6 +19,7 @@ class QAStage(EngineStage):
     needs = ("ingest", "track", "caption", "bridge")
     outputs = ("qa",)
     config_sections = ("run", "caption", "qa")
+    timeout_min = 240
 
     cpu_memory = "4Gi"  # the embedding model for de-duplication
 

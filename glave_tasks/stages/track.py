@@ -25,31 +25,27 @@ class TrackStage(Stage):
     needs: ClassVar[tuple[str, ...]] = ("ingest",)
     outputs: ClassVar[tuple[str, ...]] = ("tracks", "marks")
     config_sections: ClassVar[tuple[str, ...]] = ("run", "track")
+    timeout_min: ClassVar[int] = 240
 
     detector: Any = None
     segmenter: Any = None
 
-    @property
-    def uses_gpu(self) -> bool:
-        t = self.config.track
-        return t.detector.backend != "classical" or t.segmenter.backend != "none"
-
     def resources(self) -> Resources:
-        if self.uses_gpu:
-            return Resources(cpu="4", memory="16Gi", gpus=1, ephemeral_storage="40Gi")
-        return Resources(cpu="2", memory="4Gi", gpus=0, ephemeral_storage="20Gi")
+        t = self.config.track
+        return Resources(cpu="2", memory="4Gi").union(
+            backends.resources("detector", t.detector.backend, t.detector),
+            backends.resources("segmenter", t.segmenter.backend, t),
+        )
 
     @property
     def backend_label(self) -> str:
         t = self.config.track
-        return t.detector.backend if t.segmenter.backend == "none" else f"{t.detector.backend}+{t.segmenter.backend}"
+        return f"{t.detector.backend}+{t.segmenter.backend}"
 
     def model_ids(self) -> dict[str, str]:
         t = self.config.track
-        ids = {"detector": t.detector.weights if t.detector.backend == "ultralytics" else "opencv:hog-default-people+mog2"}
-        if t.segmenter.backend == "sam2":
-            ids["segmenter"] = f"{t.segmenter.model_config_name}@{t.segmenter.checkpoint}"
-        return ids
+        return {**backends.model_ids("detector", t.detector.backend, t.detector),
+                **backends.model_ids("segmenter", t.segmenter.backend, t)}
 
     def setup(self) -> None:
         if self.detector is not None:

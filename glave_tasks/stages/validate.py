@@ -14,6 +14,7 @@ class ValidateStage(Stage):
     family = "cpu"
     needs = ("ingest", "track", "caption", "bridge", "qa")
     outputs = ("checks",)
+    timeout_min = 60
     config_sections = ("run", "validate", "qa")
 
     def __init__(self, config: GlaveConfig) -> None:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from glave_tasks.config import EngineConfig
 from glave_tasks.language import LLMRequest, build_engine, complete
-from glave_tasks.language.openai_engine import OpenAIEngine
+from glave_tasks.language.engines.openai import OpenAIEngine
 
 from tests.support.llm_env import LLM_PYTHON, ROOT, build_tiny_model, llm_env
 from tests.support.openai_server import completion

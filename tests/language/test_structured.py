@@ -68,7 +68,7 @@ def test_engine_config_is_checked_and_named_in_fingerprints() -> None:
 def test_rules_engine_answers_structured_tasks_and_reports_unknown_ones() -> None:
     import json
 
-    from glave_tasks.language.rules_engine import RULES, rule
+    from glave_tasks.language.engines.rules import RULES, rule
 
     @rule("test_pick")
     def _pick(ctx: dict) -> str:

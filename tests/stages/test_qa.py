@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from glave_tasks import schemas
-from glave_tasks.language.rules_engine import RulesEngine
+from glave_tasks.language.engines.rules import RulesEngine
 from glave_tasks.layout import RunLayout
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage

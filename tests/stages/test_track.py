@@ -87,7 +87,7 @@ def test_two_shot_tracks_meet_recall_and_id_switch_thresholds(tracked) -> None:
     assert score.id_switches == 0, score
     assert score.false_tracks <= 1, score
     assert len({r["track_id"] for r in rows}) <= 4
-    assert {r["backend"] for r in rows} == {"classical"}
+    assert {r["backend"] for r in rows} == {"classical+bytetrack"}
     assert all(r["model_id"].startswith("opencv-") for r in rows)
 
 

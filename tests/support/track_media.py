@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 
-from glave_tasks.vision.classical_detector import box_iou
+from glave_tasks.vision.detectors.classical import box_iou
 
 
 @dataclass

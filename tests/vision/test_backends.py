@@ -57,7 +57,7 @@ def test_mask_matching_keeps_ids_at_or_above_the_threshold() -> None:
 
 @pytest.mark.slow
 def test_ultralytics_detector_runs_batched_from_a_local_path(yolo_weights: Path, frames, tmp_path: Path) -> None:
-    from glave_tasks.vision.ultralytics_detector import UltralyticsDetector
+    from glave_tasks.vision.detectors.ultralytics import UltralyticsDetector
 
     video, _, _ = frames
     cfg = DetectorConfig(backend="ultralytics", weights=str(yolo_weights), classes=["person", "car", "zebra"],
@@ -76,7 +76,7 @@ def test_ultralytics_weights_come_from_s3_once(yolo_weights: Path, s3_endpoint: 
                                                frames) -> None:
     import boto3
 
-    from glave_tasks.vision.ultralytics_detector import UltralyticsDetector
+    from glave_tasks.vision.detectors.ultralytics import UltralyticsDetector
 
     boto3.client("s3", endpoint_url=s3_endpoint).upload_file(str(yolo_weights), s3_bucket, "models/tiny-yolo.pt")
     uri = f"s3://{s3_bucket}/models/tiny-yolo.pt"
@@ -92,7 +92,7 @@ def test_ultralytics_weights_come_from_s3_once(yolo_weights: Path, s3_endpoint: 
 
 @pytest.mark.slow
 def test_ultralytics_rejects_classes_the_weights_do_not_know(yolo_weights: Path, tmp_path: Path) -> None:
-    from glave_tasks.vision.ultralytics_detector import UltralyticsDetector
+    from glave_tasks.vision.detectors.ultralytics import UltralyticsDetector
 
     with pytest.raises(ConfigError, match="none of the configured classes"):
         UltralyticsDetector(DetectorConfig(backend="ultralytics", weights=str(yolo_weights), classes=["zebra"]),
@@ -130,7 +130,7 @@ def sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _propagator(checkpoint: Path, tmp_path: Path, **track: object):
-    from glave_tasks.vision.sam2_propagator import Sam2Propagator
+    from glave_tasks.vision.segmenters.sam2 import Sam2Propagator
 
     cfg = TrackConfig.model_validate({"segmenter": {"backend": "sam2", "checkpoint": str(checkpoint), "image_size": 256,
                                                     "detect_every": 2}, **track})

@@ -13,21 +13,32 @@ from typing import Any
 
 import numpy as np
 
-from ..compat.torchvision_ops import ensure_torchvision_ops
-from ..config import DetectorConfig, S3Options
-from ..errors import ConfigError
-from .types import Detection, VideoFrames
-from ..weights import resolve_weights
+from ...backends import Backend
+from ...config import DetectorConfig, S3Options
+from ...contract import Resources
+from ...errors import ConfigError
+from ..types import Detection, VideoFrames
+from ...weights import resolve_weights
 
 
-class UltralyticsDetector:
+class UltralyticsDetector(Backend):
     backend = "ultralytics"
+
+    @classmethod
+    def model_ids(cls, config: DetectorConfig) -> dict[str, str]:
+        return {"detector": str(config.weights)}
+
+    @classmethod
+    def resources(cls, config: DetectorConfig) -> Resources:
+        return Resources(cpu="4", memory="16Gi", gpus=1, ephemeral_storage="40Gi")
 
     def __init__(self, config: DetectorConfig, *, cache_dir: str | Path = "var/cache", s3: S3Options | None = None,
                  **_: Any) -> None:
         if not config.weights:
             raise ConfigError("track.detector.weights is required for the ultralytics backend")
-        ensure_torchvision_ops()
+        from ...compat.torchvision_ops import ensure_torchvision_ops
+
+        ensure_torchvision_ops()  # before ultralytics imports torchvision
         from ultralytics import YOLO
 
         self.config = config

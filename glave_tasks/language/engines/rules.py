@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from ..config import EngineConfig
-from .types import LLMRequest, LLMResponse
+from ...backends import Backend
+from ...config import EngineConfig
+from ...contract import Resources
+from ..types import LLMRequest, LLMResponse
 
 RuleHandler = Callable[[dict[str, Any]], str]
 RULES: dict[str, RuleHandler] = {}
@@ -29,10 +31,18 @@ def rule(task: str) -> Callable[[RuleHandler], RuleHandler]:
     return deco
 
 
-class RulesEngine:
+class RulesEngine(Backend):
     generator = "rules"
     model_id: str | None = RULES_VERSION
     model_revision: str | None = None
+
+    @classmethod
+    def model_ids(cls, config: EngineConfig) -> dict[str, str]:
+        return {"engine": "rules", "rules": RULES_VERSION}
+
+    @classmethod
+    def resources(cls, config: EngineConfig) -> Resources:
+        return Resources(cpu="1", memory="1Gi")
 
     def __init__(self, config: EngineConfig | None = None, **_: Any) -> None:
         self.config = config

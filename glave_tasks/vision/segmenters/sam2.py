@@ -25,22 +25,33 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..compat.torchvision_ops import ensure_torchvision_ops
-from ..config import S3Options, TrackConfig
-from ..errors import ConfigError
-from .mask_matching import match_masks
-from .types import Detection, TrackedObject, VideoFrames, box_mask, mask_box
-from ..weights import resolve_weights
+from ...backends import Backend
+from ...config import S3Options, TrackConfig
+from ...contract import Resources
+from ...errors import ConfigError
+from ..mask_matching import match_masks
+from ..types import Detection, TrackedObject, VideoFrames, box_mask, mask_box
+from ...weights import resolve_weights
 
 
-class Sam2Propagator:
+class Sam2Propagator(Backend):
     backend = "sam2"
+
+    @classmethod
+    def model_ids(cls, config: TrackConfig) -> dict[str, str]:
+        return {"segmenter": f"{config.segmenter.model_config_name}@{config.segmenter.checkpoint}"}
+
+    @classmethod
+    def resources(cls, config: TrackConfig) -> Resources:
+        return Resources(cpu="4", memory="16Gi", gpus=1, ephemeral_storage="40Gi")
 
     def __init__(self, config: TrackConfig, *, cache_dir: str | Path = "var/cache", s3: S3Options | None = None,
                  **_: Any) -> None:
         seg = config.segmenter
         if not seg.checkpoint:
             raise ConfigError("track.segmenter.checkpoint is required for the sam2 backend (local path or s3:// URI)")
+        from ...compat.torchvision_ops import ensure_torchvision_ops
+
         ensure_torchvision_ops()
         from sam2.build_sam import build_sam2_video_predictor
 

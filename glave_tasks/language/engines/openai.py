@@ -17,13 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..config import EngineConfig
-from .types import EngineError, ImageInput, LLMRequest, LLMResponse
+from ...config import EngineConfig
+from .served import ServedModel
+from ..types import EngineError, ImageInput, LLMRequest, LLMResponse
 
 log = logging.getLogger(__name__)
 
 
-class OpenAIEngine:
+class OpenAIEngine(ServedModel):
     generator = "openai"
 
     def __init__(self, config: EngineConfig, **_: Any) -> None:

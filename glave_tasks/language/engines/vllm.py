@@ -11,19 +11,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import EngineConfig, S3Options
-from .types import EngineError, ImageInput, LLMRequest, LLMResponse
-from ..weights import resolve_weights
+from ...config import EngineConfig, S3Options
+from ...contract import Resources
+from ..types import EngineError, ImageInput, LLMRequest, LLMResponse
+from ...weights import resolve_weights
+from .served import ServedModel
 
 log = logging.getLogger(__name__)
 
 
-class VLLMEngine:
+class VLLMEngine(ServedModel):
     generator = "vllm"
+
+    @classmethod
+    def resources(cls, config: EngineConfig) -> Resources:
+        return Resources(cpu="8", memory="48Gi", gpus=config.tensor_parallel_size)
 
     def __init__(self, config: EngineConfig, *, cache_dir: str = "var/cache", s3: S3Options | None = None,
                  **engine_overrides: Any) -> None:
-        from ..compat.subprocesses import export_to_subprocesses
+        from ...compat.subprocesses import export_to_subprocesses
 
         # vLLM inspects models and runs its engine core in child processes; they need the same
         # CPU torchvision fallback as this one (no-op on CUDA builds).
@@ -31,7 +37,7 @@ class VLLMEngine:
         import torch
 
         if torch.version.cuda is None:
-            from ..compat.torchvision_ops import ensure_torchvision_ops
+            from ...compat.torchvision_ops import ensure_torchvision_ops
 
             ensure_torchvision_ops()
         from vllm import LLM

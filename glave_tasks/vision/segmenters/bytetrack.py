@@ -1,6 +1,6 @@
 """Tracks from per-frame detections by box IoU: ultralytics' BYTETracker (Kalman + ``lap``).
 
-The segmenter of box-only setups (``segmenter.backend: none``). One tracker per shot: a hard cut
+The segmenter of box-only setups (``segmenter.backend: bytetrack``). One tracker per shot: a hard cut
 ends every track. IDs are renumbered per video in order of first appearance, so they read
 1, 2, 3 ... in every video. Masks are the detector's own (foreground blob or filled box).
 """
@@ -12,13 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TrackConfig
-from .types import Detection, TrackedObject, VideoFrames, box_mask
+from ...backends import Backend
+from ...config import TrackConfig
+from ...contract import Resources
+from ..types import Detection, TrackedObject, VideoFrames, box_mask
 
 
-class BoxTracker:
+class ByteTrackSegmenter(Backend):
     backend = "bytetrack"
     model_id: str | None = None
+
+    @classmethod
+    def resources(cls, config: TrackConfig) -> Resources:
+        return Resources(cpu="2", memory="4Gi")
 
     def __init__(self, config: TrackConfig, **_: Any) -> None:
         self.config = config

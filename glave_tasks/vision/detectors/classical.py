@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DetectorConfig
-from .types import Detection, VideoFrames, box_mask
+from ...backends import Backend
+from ...config import DetectorConfig
+from ...contract import Resources
+from ..types import Detection, VideoFrames, box_mask
 
 MOTION_LABEL = "moving object"
 WORK_MAX_SIDE = 640  # detection runs at most at this size; boxes are scaled back
@@ -34,8 +36,16 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-class ClassicalDetector:
+class ClassicalDetector(Backend):
     backend = "classical"
+
+    @classmethod
+    def model_ids(cls, config: DetectorConfig) -> dict[str, str]:
+        return {"detector": "opencv:hog-default-people+mog2"}
+
+    @classmethod
+    def resources(cls, config: DetectorConfig) -> Resources:
+        return Resources(cpu="2", memory="4Gi")
 
     def __init__(self, config: DetectorConfig, *, min_object_px: int = 16, **_: Any) -> None:
         import cv2
