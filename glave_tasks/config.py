@@ -57,12 +57,21 @@ class S3Options(Section):
     endpoint_url: str | None = None
     region: str | None = None
     anon: bool = False
+    # Per attempt: connect and read timeouts of one request.
+    timeout_s: float = Field(60.0, gt=0)
+    # Per operation: transient faults (5xx, throttling, resets, timeouts) are retried with backoff
+    # for up to this long; then the stage attempt fails as an infrastructure fault, in one line.
+    retry_deadline_s: float = Field(120.0, ge=0)
 
 
 class StoreConfig(Section):
     root: str = "var/store"
     s3: S3Options = Field(default_factory=S3Options)
     local_cache: str = "var/cache"
+    # Writer leases (one writer per run x stage x shard): a holder renews every ttl/3; a lease
+    # not renewed for ttl_s is free. A second writer waits up to lease_wait_s, then fails clearly.
+    lease_ttl_s: float = Field(60.0, ge=1)
+    lease_wait_s: float = Field(900.0, ge=0)
 
 
 class RunConfig(Section):
@@ -164,7 +173,11 @@ class EngineConfig(Section):
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(8, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0)  # connect and each read (openai)
+    # Total time one request may take, retries included; a server trickling bytes cannot hold it
+    # longer (openai). A batch may be bounded too: requests not done by then fail with model_deadline.
+    request_deadline_s: float = Field(600.0, gt=0)
+    batch_deadline_s: float | None = Field(None, gt=0)
     retries: int = Field(3, ge=0)
     structured_retries: int = Field(2, ge=0)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)

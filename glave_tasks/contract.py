@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from . import schemas
 from .config import GlaveConfig
-from .errors import GlaveError, VideoFailure
+from .errors import GlaveError, InfrastructureError, VideoFailure
 from .layout import RunLayout
 from .store import ArtifactStore
 
@@ -178,8 +178,8 @@ class ShardContext:
             yield
         except VideoFailure as exc:
             self.fail(video_id, exc.reason, exc.detail)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
+        except (KeyboardInterrupt, SystemExit, MemoryError, InfrastructureError):
+            raise  # a store outage or a lost lease is the platform's fault, never this video's
         except Exception as exc:  # noqa: BLE001 - one bad video must not sink the shard
             self.fail(video_id, "internal_error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
 

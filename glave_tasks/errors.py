@@ -15,6 +15,25 @@ class StoreError(GlaveError):
     """An artifact could not be read or written, or a key is unsafe."""
 
 
+class InfrastructureError(GlaveError):
+    """The platform under the pipeline failed (store outage, lease conflict), not a video or the
+    user's input. It ends the stage attempt in one line and is never recorded against a video."""
+
+    exit_code = 3
+
+
+class StoreUnavailable(InfrastructureError, StoreError):
+    """The store kept failing after retries with backoff (or cannot be reached at all)."""
+
+
+class LeaseHeld(InfrastructureError):
+    """Another writer holds the lease of this run/stage/shard and did not let go in time."""
+
+
+class LeaseLost(InfrastructureError):
+    """This writer's lease expired or was taken over while it worked: it must not commit."""
+
+
 class UpstreamNotReady(GlaveError):
     """A stage's inputs are not committed yet."""
 

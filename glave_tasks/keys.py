@@ -13,7 +13,14 @@ import hashlib
 import re
 import unicodedata
 
+from .errors import GlaveError
+
 MAX_SEGMENT_CHARS = 96
+MAX_RUN_ID_CHARS = 96
+# Run ids become store keys, MLflow tags and Airflow/Kubernetes labels verbatim: no encoding, so
+# two different ids can never share a key, and nothing in them needs quoting anywhere.
+RUN_ID_CHARSET = "letters A-Z a-z, digits, '.', '_' and '-'; starts with a letter or digit; at most 96 characters; no '..'"
+_RUN_ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _ALLOWED = re.compile(r"[^A-Za-z0-9._-]+")
 _SEGMENT_OK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
@@ -54,3 +61,19 @@ def join_key(*segments: str) -> str:
     if not is_safe_key(key):
         raise ValueError(f"unsafe object key: {key!r}")
     return key
+
+
+class InvalidRunId(GlaveError):
+    """A run id outside the documented charset (see ``RUN_ID_CHARSET``)."""
+
+
+def validate_run_id(run_id: str) -> str:
+    """The run id itself when it is valid; otherwise ``InvalidRunId`` naming the rule it breaks.
+
+    Run ids are never rewritten: an id outside the charset is refused, not encoded.
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidRunId("run id is empty; allowed: " + RUN_ID_CHARSET)
+    if not _RUN_ID_OK.match(run_id) or ".." in run_id:
+        raise InvalidRunId(f"invalid run id {run_id[:120]!r}; allowed: {RUN_ID_CHARSET}")
+    return run_id

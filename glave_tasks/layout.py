@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .keys import join_key, safe_segment
+from .keys import join_key, safe_segment, validate_run_id
 
 COMMIT = "_COMMIT.json"
 FAILED = "_FAILED.json"
@@ -29,9 +29,13 @@ def shard_name(shard: int) -> str:
 class RunLayout:
     run_id: str
 
+    def __post_init__(self) -> None:
+        # Every path of a run starts here: an id outside the charset never reaches the store.
+        validate_run_id(self.run_id)
+
     @property
     def run_segment(self) -> str:
-        return safe_segment(self.run_id)
+        return self.run_id
 
     @property
     def prefix(self) -> str:

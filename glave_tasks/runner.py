@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__, schemas
 from .contract import ShardContext, Stage, VideoRef
-from .errors import GlaveError, ShardFailed, UpstreamNotReady
+from .errors import GlaveError, InfrastructureError, ShardFailed, UpstreamNotReady
 from .layout import RunLayout
 from .run import read_commit, read_manifest, shard_videos
 from .store import ArtifactStore
@@ -65,7 +65,34 @@ def run_stage(
     force: bool = False,
     show_progress: bool = True,
 ) -> StageOutcome:
-    """Run one stage over one shard with the contract's guarantees."""
+    """Run one stage over one shard with the contract's guarantees.
+
+    The writer holds the leases of its own output and of the upstream shards it reads, so a
+    second writer of the same run (a concurrent run, a forced re-ingest) waits instead of
+    rewriting what this one reads; leases are taken in pipeline order, so no two writers deadlock.
+    """
+    from .lease import hold
+    from .stages import available
+
+    order = available()
+    parts = sorted({*stage.needs, stage.name}, key=lambda n: order.index(n) if n in order else len(order))
+    cfg = stage.config.store
+    with hold(store, run_id, [(n, shard) for n in parts], ttl_s=cfg.lease_ttl_s, wait_s=cfg.lease_wait_s) as leases:
+        return _run_stage_held(stage, store, run_id, shard, leases, force=force, show_progress=show_progress)
+
+
+def _run_stage_held(
+    stage: Stage,
+    store: ArtifactStore,
+    run_id: str,
+    shard: int,
+    leases: list[Any],
+    *,
+    force: bool,
+    show_progress: bool,
+) -> StageOutcome:
+    from .lease import ensure_all_held
+
     layout = RunLayout(run_id)
     manifest = read_manifest(store, run_id)
     if shard not in manifest["shards"]:
@@ -100,11 +127,17 @@ def run_stage(
         stage.setup()
         stage.process(ctx)
     except Exception as exc:
-        store.write_json(layout.failed(stage.name, shard), {
-            "stage": stage.name, "run_id": run_id, "shard": shard, "reason": "crashed",
-            "detail": f"{type(exc).__name__}: {exc}", "finished_at": datetime.now(timezone.utc).isoformat(),
-        })
+        infra = isinstance(exc, InfrastructureError)
+        try:
+            store.write_json(layout.failed(stage.name, shard), {
+                "stage": stage.name, "run_id": run_id, "shard": shard,
+                "reason": "infrastructure" if infra else "crashed",
+                "detail": f"{type(exc).__name__}: {exc}", "finished_at": datetime.now(timezone.utc).isoformat(),
+            })
+        except InfrastructureError:
+            pass  # the store is what failed; the one-line error below says so
         raise
+    ensure_all_held(leases)
     store.write_table(layout.table(stage.name, shard, "errors"), schemas.rows_to_table(ctx.errors, schemas.ERRORS))
 
     failed = len(ctx.failed_ids)
@@ -125,6 +158,7 @@ def run_stage(
             f"(ratio {ratio:.2f} > max_failure_ratio {stage.config.run.max_failure_ratio}); "
             f"reasons: {marker['failures']}"
         )
+    ensure_all_held(leases)
     store.write_json(layout.commit(stage.name, shard), marker)
     return StageOutcome(stage.name, shard, "committed", marker)
 

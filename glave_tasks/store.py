@@ -4,25 +4,48 @@ Keys are relative, ``/``-separated and checked by :func:`glave_tasks.keys.is_saf
 call, so nothing built from an untrusted name can escape the store root. Local writes are atomic
 (temp file + rename); S3 PUTs are atomic per object, and the stage runner writes a commit marker
 last because S3 has no rename.
+
+Faults are classified once, here: a missing object is a ``StoreError`` (the caller's to explain);
+missing credentials or access denied are ``StoreError`` s in one line; anything transient (5xx,
+throttling, resets, timeouts, an endpoint that is down) is retried with backoff for up to
+``s3.retry_deadline_s`` and then raised as ``StoreUnavailable``, an infrastructure fault that ends
+the stage attempt and is never blamed on a video.
+
+Downloads cached on local disk (``local_path``) are keyed by the object's version (ETag, size,
+modification time): a re-written object is fetched again, never read stale.
+
+Conditional writes (``create_if_absent``, ``replace_if_version``) back the writer leases of
+:mod:`glave_tasks.lease`: S3 ``If-None-Match`` / ``If-Match`` PUTs, and on local disk exclusive
+links and a lock file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import io
 import json
+import logging
 import os
+import random
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import S3Options
-from .errors import StoreError
+from .errors import StoreError, StoreUnavailable
 from .keys import is_safe_key
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -39,13 +62,97 @@ def filesystem_for(uri: str, s3: S3Options | None = None) -> tuple[fsspec.Abstra
             client_kwargs["region_name"] = opts.region
         # No listings cache: other processes (re-run pods, writers a reader waits on) change
         # prefixes under us, and a stale listing makes s3fs report existing keys as missing.
-        fs = fsspec.filesystem("s3", anon=opts.anon, client_kwargs=client_kwargs, skip_instance_cache=True,
-                               use_listings_cache=False)
+        # botocore retries little and quickly; the store's own retry (deadline, backoff) is the
+        # one that rides out an outage, so that its duration is what the config says.
+        config_kwargs = {"connect_timeout": opts.timeout_s, "read_timeout": opts.timeout_s,
+                         "retries": {"max_attempts": 2, "mode": "standard"}}
+        fs = fsspec.filesystem("s3", anon=opts.anon, client_kwargs=client_kwargs, config_kwargs=config_kwargs,
+                               skip_instance_cache=True, use_listings_cache=False)
+        fs.retries = 2  # s3fs's own quick retries of dropped connections; ours follow
         return fs, uri[len("s3://"):].rstrip("/")
     if "://" in uri and not uri.startswith("file://"):
         raise StoreError(f"unsupported store URI scheme: {uri!r} (use a local path, file:// or s3://)")
     local = uri[len("file://"):] if uri.startswith("file://") else uri
     return fsspec.filesystem("file"), str(Path(local).expanduser().resolve())
+
+
+# -- fault classification --------------------------------------------------------------------
+
+_NOT_TRANSIENT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL, errno.EEXIST, errno.ENOTDIR,
+                         errno.EISDIR, errno.ENAMETOOLONG, errno.ENOTEMPTY}
+
+
+def _credentials_error(exc: BaseException) -> bool:
+    try:
+        from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+    except ImportError:  # pragma: no cover - botocore ships with s3fs
+        return False
+    return isinstance(exc, (NoCredentialsError, PartialCredentialsError))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for faults that a retry may cure: 5xx, throttling, resets, timeouts, refused connections."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError,
+                        NotADirectoryError)) or _credentials_error(exc):
+        return False
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover
+        BotoCoreError = ClientError = ()  # type: ignore[assignment,misc]
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return status >= 500 or status in (408, 429) or code in ("SlowDown", "Throttling", "RequestTimeout")
+    if isinstance(exc, BotoCoreError):
+        return True  # endpoint connection errors, read/connect timeouts, closed connections
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno not in _NOT_TRANSIENT_ERRNOS
+    name = type(exc).__module__ + "." + type(exc).__name__
+    return name.startswith(("aiohttp.", "asyncio.")) or "Timeout" in type(exc).__name__
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def retrying(what: str, where: str, fn: Callable[[], T], deadline_s: float,
+             on_retry: Callable[[], None] | None = None) -> T:
+    """Run an I/O operation; retry transient faults with jittered exponential backoff until
+    ``deadline_s`` has passed, then raise ``StoreUnavailable`` (one line, the last cause).
+
+    ``FileNotFoundError`` passes through for the caller to explain; access denied and missing
+    credentials become a one-line ``StoreError`` at once: waiting would not cure them.
+    """
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except FileNotFoundError:
+            raise
+        except PermissionError as exc:
+            raise StoreError(f"access denied: {what} {where} ({_short(exc)})") from None
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised as a store error
+            if _credentials_error(exc):
+                raise StoreError(f"no S3 credentials for {where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                                 "a profile or a role (never in the glave config)") from None
+            if not is_transient(exc):
+                raise StoreError(f"store error: {what} {where}: {_short(exc)}") from None
+            elapsed = time.monotonic() - started
+            if elapsed >= deadline_s:
+                raise StoreUnavailable(
+                    f"store unavailable: {what} {where} failed {attempt + 1} time(s) over {elapsed:.0f} s "
+                    f"(store.s3.retry_deadline_s={deadline_s:g}); last error {_short(exc)}") from None
+            attempt += 1
+            if on_retry is not None:
+                on_retry()
+            pause = min(8.0, 0.25 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
+            pause = min(pause, max(0.05, deadline_s - elapsed))
+            log.info("%s %s: transient %s; retry %d in %.1f s", what, where, _short(exc), attempt, pause)
+            time.sleep(pause)
 
 
 class ArtifactStore:
@@ -56,6 +163,12 @@ class ArtifactStore:
         self.is_local = not root.startswith("s3://")
         self.root = self._base if self.is_local else f"s3://{self._base}"
         self.cache_dir = Path(cache_dir or tempfile.gettempdir()) / "glave-store-cache"
+        self.s3 = s3 or S3Options()
+        # Local disks do not come back by waiting: a failure there is reported at once.
+        self.retry_deadline_s = 0.0 if self.is_local else self.s3.retry_deadline_s
+        self.retries_used = 0  # transient faults ridden out, for tests and metrics
+        self._s3_client: Any = None
+        self._client_lock = threading.Lock()
 
     # -- keys -------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -71,33 +184,32 @@ class ArtifactStore:
         """The full URI of a key (or of the root), for humans and for other tools."""
         return self.root if not key else (self._path(key) if self.is_local else f"s3://{self._path(key)}")
 
+    # -- retries ----------------------------------------------------------------------------
+    def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
+        """Run one store operation with the store's retry policy (see :func:`retrying`)."""
+        def count() -> None:
+            self.retries_used += 1
+
+        return retrying(what, self.uri(key) if key else self.root, fn, self.retry_deadline_s, on_retry=count)
+
     # -- bytes and JSON ---------------------------------------------------------------------
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self._path(key)))
+        path = self._path(key)
+        return bool(self._call("exists", key, lambda: self.fs.exists(path)))
 
     def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
         try:
-            return self.fs.cat_file(self._path(key))
+            return self._call("read", key, lambda: self.fs.cat_file(path))
         except FileNotFoundError:
             raise StoreError(f"missing artifact: {self.uri(key)}") from None
 
     def write_bytes(self, key: str, data: bytes) -> str:
         path = self._path(key)
         if self.is_local:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            try:
-                # mkstemp makes 0600 files; published artifacts follow the umask like any other file.
-                os.fchmod(fd, 0o666 & ~_UMASK)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            self._call("write", key, lambda: _atomic_local_write(Path(path), data))
         else:
-            self.fs.pipe_file(path, data)
+            self._call("write", key, lambda: self.fs.pipe_file(path, data))
         return self.uri(key)
 
     def read_json(self, key: str) -> Any:
@@ -109,37 +221,56 @@ class ArtifactStore:
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> str:
         path = self._path(key)
         if self.is_local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # Same temp naming as write_bytes, so listings never show a half-copied file.
-            fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".tmp-")
-            os.fchmod(fd, 0o666 & ~_UMASK)
-            os.close(fd)
-            try:
-                shutil.copyfile(local_path, tmp)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            self._call("write", key, lambda: _atomic_local_copy(Path(local_path), Path(path)))
         else:
-            self.fs.put_file(str(local_path), path)
+            self._call("write", key, lambda: self.fs.put_file(str(local_path), path))
         return self.uri(key)
 
+    def version(self, key: str) -> str | None:
+        """A tag that changes whenever the object is rewritten (ETag, size, mtime); None if absent."""
+        path = self._path(key)
+        try:
+            info = self._call("stat", key, lambda: self.fs.info(path))
+        except FileNotFoundError:
+            return None
+        if info.get("type") == "directory":
+            return None
+        return _version_tag(path, info)
+
     def local_path(self, key: str) -> Path:
-        """A local file with the key's content: the file itself locally, a cached download on S3."""
+        """A local file with the key's current content: the file itself locally, a download on S3.
+
+        Downloads are cached by object version, so a key rewritten since (a re-ingest, a forced
+        re-run) is downloaded again instead of being served from the cache.
+        """
         path = self._path(key)
         if self.is_local:
-            if not Path(path).exists():
+            if not Path(path).is_file():
                 raise StoreError(f"missing artifact: {path}")
             return Path(path)
-        target = self.cache_dir / key
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + f".part-{os.getpid()}")
-            try:
-                self.fs.get_file(path, str(tmp))
-            except FileNotFoundError:
-                raise StoreError(f"missing artifact: {self.uri(key)}") from None
+        try:
+            info = self._call("stat", key, lambda: self.fs.info(path))
+        except FileNotFoundError:
+            raise StoreError(f"missing artifact: {self.uri(key)}") from None
+        tag = _version_tag(path, info)
+        target = self.cache_dir / "objects" / tag[:2] / tag / Path(key).name
+        if target.is_file() and target.stat().st_size == int(info.get("size") or 0):
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".part-{os.getpid()}-{threading.get_ident()}-{target.name}")
+        try:
+            self._call("download", key, lambda: self.fs.get_file(path, str(tmp)))
+            got = tmp.stat().st_size
+            if got != int(info.get("size") or 0):
+                # Rewritten between the stat and the download: the cache must not hold it under
+                # the old version's tag. Fetch again from the top.
+                tmp.unlink(missing_ok=True)
+                return self.local_path(key)
             os.replace(tmp, target)
+        except FileNotFoundError:
+            raise StoreError(f"missing artifact: {self.uri(key)}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         return target
 
     # -- listing and deletion ---------------------------------------------------------------
@@ -147,7 +278,7 @@ class ArtifactStore:
         """Keys of all files under a prefix, sorted (recursive); ``""`` lists the whole store."""
         base = self._prefix_path(prefix)
         try:
-            found = self.fs.find(base)
+            found = self._call("list", prefix, lambda: self.fs.find(base))
         except FileNotFoundError:
             return []
         start = len(self._base) + 1
@@ -157,16 +288,98 @@ class ArtifactStore:
         """Names of the immediate sub-folders of a prefix (``""``: of the root)."""
         base = self._prefix_path(prefix)
         try:
-            entries = self.fs.ls(base, detail=True, refresh=True)
+            entries = self._call("list", prefix, lambda: self.fs.ls(base, detail=True, refresh=True))
         except FileNotFoundError:
             return []
         return sorted(Path(e["name"]).name for e in entries if e["type"] == "directory")
 
     def delete_prefix(self, prefix: str) -> None:
         base = self._path(prefix)
-        if self.fs.exists(base):
-            self.fs.rm(base, recursive=True)
-        self.fs.invalidate_cache()
+
+        def rm() -> None:
+            try:
+                self.fs.rm(base, recursive=True)
+            except FileNotFoundError:
+                pass
+            self.fs.invalidate_cache()
+
+        self._call("delete", prefix, rm)
+
+    # -- conditional writes (leases) --------------------------------------------------------
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and the version a conditional replace must name; None if absent."""
+        path = self._path(key)
+        if self.is_local:
+            try:
+                data = self._call("read", key, lambda: Path(path).read_bytes())
+            except FileNotFoundError:
+                return None
+            return data, hashlib.sha256(data).hexdigest()
+        bucket, obj = path.split("/", 1)
+
+        def get() -> tuple[bytes, str]:
+            from botocore.exceptions import ClientError
+
+            try:
+                resp = self._client().get_object(Bucket=bucket, Key=obj)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    raise FileNotFoundError(key) from None
+                raise
+            return resp["Body"].read(), str(resp["ETag"])
+
+        try:
+            return self._call("read", key, get)
+        except FileNotFoundError:
+            return None
+
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """Write the object only if no object has the key; False when one exists."""
+        path = self._path(key)
+        if self.is_local:
+            return self._call("create", key, lambda: _local_create_exclusive(Path(path), data))
+        bucket, obj = path.split("/", 1)
+        return self._call("create", key, lambda: self._conditional_put(bucket, obj, data, IfNoneMatch="*"))
+
+    def replace_if_version(self, key: str, data: bytes, version: str) -> bool:
+        """Overwrite the object only if it is still at ``version``; False when it changed or vanished."""
+        path = self._path(key)
+        if self.is_local:
+            return self._call("replace", key, lambda: _local_compare_and_swap(Path(path), data, version))
+        bucket, obj = path.split("/", 1)
+        return self._call("replace", key, lambda: self._conditional_put(bucket, obj, data, IfMatch=version))
+
+    def _client(self) -> Any:
+        """A plain boto3 client (conditional requests), same endpoint and credentials as s3fs."""
+        with self._client_lock:
+            if self._s3_client is None:
+                import boto3
+                from botocore import UNSIGNED
+                from botocore.config import Config
+
+                cfg = Config(connect_timeout=self.s3.timeout_s, read_timeout=self.s3.timeout_s,
+                             retries={"max_attempts": 2, "mode": "standard"},
+                             signature_version=UNSIGNED if self.s3.anon else None)
+                self._s3_client = boto3.client("s3", endpoint_url=self.s3.endpoint_url, region_name=self.s3.region,
+                                               config=cfg)
+            return self._s3_client
+
+    def _conditional_put(self, bucket: str, obj: str, data: bytes, **condition: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client().put_object(Bucket=bucket, Key=obj, Body=data, **condition)
+            return True
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if status == 412 or code == "PreconditionFailed":
+                return False
+            if status == 404 or code == "NoSuchKey":
+                return False  # If-Match on a key that no longer exists
+            if status == 409 or code == "ConditionalRequestConflict":
+                return False  # a concurrent conditional write won
+            raise
 
     # -- tables -----------------------------------------------------------------------------
     def write_table(self, key: str, table: pa.Table, schema: pa.Schema | None = None) -> str:
@@ -184,6 +397,85 @@ class ArtifactStore:
         for key in self.list(prefix):
             if key.endswith(suffix):
                 yield key
+
+
+def _version_tag(path: str, info: dict[str, Any]) -> str:
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    stamp = info.get("LastModified") or info.get("last_modified") or info.get("mtime") or ""
+    payload = f"{path}\0{etag}\0{info.get('size')}\0{stamp}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _atomic_local_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        # mkstemp makes 0600 files; published artifacts follow the umask like any other file.
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_local_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Same temp naming as write_bytes, so listings never show a half-copied file.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _local_create_exclusive(target: Path, data: bytes) -> bool:
+    """Create ``target`` with ``data`` unless it exists: complete content or nothing (link(2))."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _local_lock(target: Path) -> Iterator[None]:
+    import fcntl
+
+    lock = target.with_name(f".tmp-lock-{target.name}")
+    with open(lock, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _local_compare_and_swap(target: Path, data: bytes, version: str) -> bool:
+    if not target.parent.is_dir():
+        return False
+    with _local_lock(target):
+        try:
+            current = target.read_bytes()
+        except FileNotFoundError:
+            return False
+        if hashlib.sha256(current).hexdigest() != version:
+            return False
+        _atomic_local_write(target, data)
+        return True
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

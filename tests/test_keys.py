@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from glave_tasks.keys import MAX_SEGMENT_CHARS, is_safe_key, join_key, safe_segment
+from glave_tasks.keys import MAX_SEGMENT_CHARS, InvalidRunId, is_safe_key, join_key, safe_segment, validate_run_id
 from glave_tasks.layout import RunLayout, index_key
 
 HOSTILE = [
@@ -46,9 +46,9 @@ def test_safe_names_are_kept_and_hostile_names_never_collide() -> None:
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_layout_keys_stay_under_the_run_prefix(name: str) -> None:
-    layout = RunLayout(name)
+    layout = RunLayout("nightly-2026-01-01")
     prefix = layout.prefix + "/"
-    assert layout.prefix.startswith("runs/") and layout.prefix.count("/") == 1
+    assert layout.prefix == "runs/nightly-2026-01-01"
     for key in (layout.manifest, layout.videos_table, layout.table(name, 0, name), layout.commit(name, 3),
                 layout.file(name, 0, name, name)):
         assert is_safe_key(key) and key.startswith(prefix)
@@ -67,3 +67,21 @@ def test_join_key_refuses_unsafe_segments() -> None:
     assert join_key("runs", "r1", "x.json") == "runs/r1/x.json"
     with pytest.raises(ValueError):
         join_key("runs", "..", "x")
+
+
+@pytest.mark.parametrize("name", HOSTILE + ["x'q", "x_q-4bfb793042'", "a..b", "run id", "r" * 97, "ü", "x\"y", "-x", ".x"])
+def test_run_ids_outside_the_charset_are_refused_not_encoded(name: str) -> None:
+    with pytest.raises(InvalidRunId, match="run id") as err:
+        validate_run_id(name)
+    assert "allowed: letters" in str(err.value)
+    with pytest.raises(InvalidRunId):
+        RunLayout(name)
+
+
+@pytest.mark.parametrize("name", ["nightly-2026-11-22", "local-20261122T101010", "a", "A.b_c-1", "r" * 96,
+                                  "x_q-4bfb793042"])
+def test_valid_run_ids_are_used_verbatim(name: str) -> None:
+    assert validate_run_id(name) == name
+    assert RunLayout(name).prefix == f"runs/{name}"
+    # Distinct ids, distinct prefixes: no encoding can make two ids share one.
+    assert RunLayout(name).prefix != RunLayout(name[:-1] + ("z" if name[-1] != "z" else "y")).prefix

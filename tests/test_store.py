@@ -8,11 +8,12 @@ import pyarrow as pa
 import pytest
 
 from glave_tasks import schemas
-from glave_tasks.errors import StoreError
+from glave_tasks.errors import StoreError, StoreUnavailable
+from glave_tasks.keys import InvalidRunId
 from glave_tasks.layout import RunLayout
 from glave_tasks.store import ArtifactStore
 
-from .test_keys import HOSTILE
+from tests.test_keys import HOSTILE
 
 
 def test_bytes_and_json_round_trip(store: ArtifactStore) -> None:
@@ -94,9 +95,122 @@ def test_hostile_names_never_escape_the_run_prefix(store: ArtifactStore, tmp_pat
             assert Path(store.uri(key)).resolve().is_relative_to(root)
         outside = [p for p in root.parent.rglob("*") if p.is_file() and not p.resolve().is_relative_to(root)]
         assert all("cache" in p.parts for p in outside)
-    # Hostile run ids too.
+    # Hostile run ids are refused before any key is built, never rewritten into one.
     for name in HOSTILE:
-        key = RunLayout(name).commit("ingest", 0)
-        store.write_json(key, {"ok": True})
-        assert key.startswith("runs/") and key.count("/") == 4
+        with pytest.raises(InvalidRunId):
+            RunLayout(name).commit("ingest", 0)
     assert all(k.startswith("runs/") for k in store.list(""))
+
+
+# -- cache freshness ---------------------------------------------------------------------------
+
+
+def test_local_path_never_serves_a_rewritten_object_stale(store: ArtifactStore) -> None:
+    store.write_bytes("runs/r/ingest/shard-00000/files/v/f0.jpg", b"old frame, 20 bytes")
+    first = store.local_path("runs/r/ingest/shard-00000/files/v/f0.jpg")
+    assert first.read_bytes() == b"old frame, 20 bytes"
+    # Same size, different bytes: a key-only or size-only cache would serve the old file.
+    store.write_bytes("runs/r/ingest/shard-00000/files/v/f0.jpg", b"NEW frame, 20 bytes")
+    again = store.local_path("runs/r/ingest/shard-00000/files/v/f0.jpg")
+    assert again.read_bytes() == b"NEW frame, 20 bytes"
+    assert again.name == "f0.jpg"  # callers may look at the suffix
+    if not store.is_local:
+        assert again != first and first.read_bytes() == b"old frame, 20 bytes"  # a reader of the old one is undisturbed
+        assert store.local_path("runs/r/ingest/shard-00000/files/v/f0.jpg") == again  # cached while unchanged
+
+
+def test_version_changes_with_every_rewrite(store: ArtifactStore) -> None:
+    assert store.version("a.bin") is None
+    store.write_bytes("a.bin", b"one")
+    v1 = store.version("a.bin")
+    store.write_bytes("a.bin", b"two")
+    assert v1 is not None and store.version("a.bin") not in (None, v1)
+
+
+# -- conditional writes and leases -------------------------------------------------------------
+
+
+def test_conditional_create_and_replace(store: ArtifactStore) -> None:
+    assert store.create_if_absent("runs/r/_leases/x.json", b"first")
+    assert not store.create_if_absent("runs/r/_leases/x.json", b"second")
+    data, version = store.read_versioned("runs/r/_leases/x.json")  # type: ignore[misc]
+    assert data == b"first"
+    assert store.replace_if_version("runs/r/_leases/x.json", b"third", version)
+    assert not store.replace_if_version("runs/r/_leases/x.json", b"fourth", version)  # stale version loses
+    assert store.read_bytes("runs/r/_leases/x.json") == b"third"
+    assert store.read_versioned("runs/r/_leases/absent.json") is None
+    assert not store.replace_if_version("runs/r/_leases/absent.json", b"x", version)
+    assert store.list("runs/r/_leases") == ["runs/r/_leases/x.json"]  # no lock or temp files listed
+
+
+def test_a_lease_admits_one_writer_and_frees_on_release_or_expiry(store: ArtifactStore) -> None:
+    import threading
+    import time
+
+    from glave_tasks.errors import LeaseHeld
+    from glave_tasks.lease import Lease, lease_key
+
+    key = lease_key("r1", "ingest", 0)
+    assert key == "runs/r1/_leases/ingest/shard-00000.json"
+    first = Lease(store, key, what="w1", ttl_s=2, wait_s=0).acquire()
+    with pytest.raises(LeaseHeld, match="being written by .* pid"):
+        Lease(store, key, what="w2", ttl_s=2, wait_s=0.3).acquire()
+    # Held past several ttls: the holder renews it.
+    time.sleep(2.5)
+    with pytest.raises(LeaseHeld):
+        Lease(store, key, what="w2", ttl_s=2, wait_s=0).acquire()
+    # A waiting writer gets it once the holder lets go.
+    threading.Timer(0.5, first.release).start()
+    second = Lease(store, key, what="w2", ttl_s=1, wait_s=10).acquire()
+    assert 0.3 < second.waited_s < 5
+    # A holder that stops renewing (a frozen or killed writer elsewhere) loses it after ttl...
+    second._stop.set()
+    time.sleep(1.3)
+    third = Lease(store, key, what="w3", ttl_s=5, wait_s=0).acquire()
+    # ...and finds out before it could commit.
+    second._stop.clear()
+    second._renew_loop_once = None
+    assert not store.replace_if_version(key, b"{}", second._version or "x")
+    third.release()
+
+
+def test_store_faults_are_classified(tmp_path: Path) -> None:
+    from glave_tasks.config import S3Options
+
+    with socket_closed_port() as port:
+        dead = ArtifactStore(f"s3://bucket/root", S3Options(endpoint_url=f"http://127.0.0.1:{port}",
+                                                            retry_deadline_s=3.0, timeout_s=1.0),
+                             cache_dir=tmp_path)
+        import time
+
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="store unavailable: read s3://bucket/root/a.json failed .* time"):
+            dead.read_bytes("a.json")
+        assert 2.9 < time.monotonic() - started < 20
+
+
+def test_missing_s3_credentials_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             s3_endpoint: str, s3_bucket: str) -> None:
+    from glave_tasks.config import S3Options
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    st = ArtifactStore(f"s3://{s3_bucket}/root", S3Options(endpoint_url=s3_endpoint, retry_deadline_s=1))
+    with pytest.raises(StoreError, match="no S3 credentials") as err:
+        st.read_bytes("a.json")
+    assert "\n" not in str(err.value)
+
+
+import contextlib  # noqa: E402
+import socket  # noqa: E402
+
+
+@contextlib.contextmanager
+def socket_closed_port():  # type: ignore[no-untyped-def]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port

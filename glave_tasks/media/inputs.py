@@ -17,7 +17,7 @@ from typing import Iterator
 from ..config import GlaveConfig
 from ..errors import VideoFailure
 from ..contract import VideoRef
-from ..store import filesystem_for
+from ..store import filesystem_for, retrying
 from .probe import INPUT_CHANGED, MISSING_INPUT
 
 CHUNK = 8 * 1024 * 1024
@@ -36,16 +36,24 @@ def local_input(video: VideoRef, config: GlaveConfig) -> Iterator[str]:
     target = Path(config.store.local_cache) / "inputs" / f"{video.video_id}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(f"{target.name}.part-{os.getpid()}")
-    digest = hashlib.sha256()
+
+    def download() -> str:
+        # Each attempt starts over, so a retried transfer never hashes bytes twice.
+        digest = hashlib.sha256()
+        with fs.open(path, "rb") as src, open(part, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+        return digest.hexdigest()
+
     try:
         try:
-            with fs.open(path, "rb") as src, open(part, "wb") as dst:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
+            # A store outage is retried, then ends the attempt as an infrastructure fault:
+            # never recorded against the video.
+            actual = retrying("download", video.source_uri, download, config.store.s3.retry_deadline_s)
         except FileNotFoundError:
             raise VideoFailure(MISSING_INPUT, f"{video.file_name} is no longer at its input location") from None
-        _check_hash(digest.hexdigest(), video)
+        _check_hash(actual, video)
         os.replace(part, target)
         yield str(target)
     finally:

@@ -1,9 +1,14 @@
 """OpenAI-compatible HTTP engine (a hosted model, or a vLLM server in the cluster).
 
-The official ``openai`` client does the transport: timeouts and retries with exponential backoff
-on 408/409/429/5xx and connection errors (``max_retries``, honouring ``Retry-After``). This
-module adds bounded concurrency over a whole batch and turns a request that still fails into
-an ``error`` on its response, so one bad call never sinks the batch.
+The official ``openai`` client does the HTTP; this module owns the time. ``timeout_s`` bounds
+the connection and each read; ``request_deadline_s`` bounds the whole request, retries included,
+so a server that trickles a byte every few seconds (every read succeeds) cannot hold a run; an
+optional ``batch_deadline_s`` bounds one ``generate`` call. Retries with jittered exponential
+backoff on 408/409/429/5xx, connection errors, timeouts and bodies that are not a chat
+completion, honouring ``Retry-After``, never past the deadline. Concurrency is bounded over a
+whole batch, and a request that still fails comes back with an ``error`` reason code
+(``model_http_error``, ``model_unreachable``, ``model_bad_response``, ``model_deadline``) on its
+response, so one bad call never sinks the batch.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import base64
 import io
 import logging
 import os
+import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +29,9 @@ from .served import ServedModel
 from ..types import EngineError, ImageInput, LLMRequest, LLMResponse
 
 log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_S = 30.0
 
 
 class OpenAIEngine(ServedModel):
@@ -37,18 +47,17 @@ class OpenAIEngine(ServedModel):
         self.model_revision = config.revision
         self.client = openai.OpenAI(
             base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "not-needed",
-            timeout=config.timeout_s, max_retries=config.retries,
+            timeout=config.timeout_s, max_retries=0,  # retries are ours: they must respect the deadline
         )
 
     def generate(self, requests: list[LLMRequest]) -> list[LLMResponse]:
         if not requests:
             return []
+        batch_deadline = (time.monotonic() + self.config.batch_deadline_s) if self.config.batch_deadline_s else None
         with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="openai") as pool:
-            return list(pool.map(self._one, requests))
+            return list(pool.map(lambda r: self._one(r, batch_deadline), requests))
 
-    def _one(self, req: LLMRequest) -> LLMResponse:
-        import openai
-
+    def _one(self, req: LLMRequest, batch_deadline: float | None = None) -> LLMResponse:
         s = self.config.sampling
         kwargs: dict[str, Any] = dict(
             model=self.config.model, messages=[{"role": "user", "content": _content(req)}],
@@ -60,12 +69,9 @@ class OpenAIEngine(ServedModel):
             kwargs["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": req.task.replace("-", "_"), "schema": req.json_schema}}
         started = time.perf_counter()
-        try:
-            out = self.client.chat.completions.create(**kwargs)
-        except openai.APIStatusError as exc:
-            return self._failed(req, "model_http_error", f"HTTP {exc.status_code}: {exc.message}", started)
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            return self._failed(req, "model_unreachable", f"{type(exc).__name__}: {exc}", started)
+        out, failure = self._call(kwargs, batch_deadline)
+        if out is None:
+            return self._failed(req, failure[0], failure[1], started)
         choice = out.choices[0] if out.choices else None
         usage = out.usage
         return LLMResponse(
@@ -81,8 +87,89 @@ class OpenAIEngine(ServedModel):
                            model_revision=self.model_revision, latency_s=time.perf_counter() - started,
                            error=reason, error_detail=detail)
 
+    # -- transport with a total deadline ---------------------------------------------------------
+    def _call(self, kwargs: dict[str, Any], batch_deadline: float | None) -> tuple[Any, tuple[str, str]]:
+        """The parsed completion, or None and (reason, detail) once retries or the deadline ran out."""
+        import openai
+
+        cfg = self.config
+        deadline = time.monotonic() + cfg.request_deadline_s
+        limit = f"request_deadline_s={cfg.request_deadline_s:g}"
+        if batch_deadline is not None and batch_deadline < deadline:
+            deadline, limit = batch_deadline, f"batch_deadline_s={cfg.batch_deadline_s:g}"
+        last = ("model_deadline", "no attempt")
+        for attempt in range(cfg.retries + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            wait = min(8.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
+            try:
+                return self._attempt_within(kwargs, deadline), ("", "")
+            except _DeadlineExceeded as exc:
+                return None, ("model_deadline", f"no complete answer within {limit} ({exc}); attempt {attempt + 1}")
+            except openai.APIStatusError as exc:
+                last = ("model_http_error", f"HTTP {exc.status_code}: {exc.message}")
+                if exc.status_code not in RETRYABLE_STATUS:
+                    return None, last
+                wait = _retry_after(exc.response) or wait
+            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                last = ("model_unreachable", f"{type(exc).__name__}: {exc}")
+            except ValueError as exc:  # pydantic's ValidationError included: not a chat completion
+                last = ("model_bad_response", f"response is not a chat completion: {str(exc).splitlines()[0][:200]}")
+            if attempt < cfg.retries:
+                log.info("openai request: %s; retry %d in %.1f s", last[1], attempt + 1, wait)
+                time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
+        if time.monotonic() >= deadline:
+            return None, ("model_deadline", f"no complete answer within {limit}; last error: {last[1]}")
+        return None, last
+
+    def _attempt_within(self, kwargs: dict[str, Any], deadline: float) -> Any:
+        """One HTTP attempt, abandoned at the deadline whatever the server does (a trickle in the
+        headers included). The abandoned thread stops at its next chunk or read timeout."""
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["out"] = self._attempt(kwargs, deadline)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["exc"] = exc
+
+        worker = threading.Thread(target=run, name="openai-attempt", daemon=True)
+        worker.start()
+        worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            raise _DeadlineExceeded("the server was still sending when time ran out")
+        if "exc" in box:
+            raise box["exc"]
+        return box["out"]
+
+    def _attempt(self, kwargs: dict[str, Any], deadline: float) -> Any:
+        from openai.types.chat import ChatCompletion
+
+        timeout = max(0.05, min(self.config.timeout_s, deadline - time.monotonic()))
+        body = bytearray()
+        with self.client.chat.completions.with_streaming_response.create(**kwargs, timeout=timeout) as resp:
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise _DeadlineExceeded(f"{len(body)} bytes received so far")
+        return ChatCompletion.model_validate_json(bytes(body))
+
     def close(self) -> None:
         self.client.close()
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` in seconds), bounded."""
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return max(0.0, min(value, MAX_RETRY_AFTER_S))
 
 
 def _content(req: LLMRequest) -> list[dict[str, Any]]:
