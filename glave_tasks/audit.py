@@ -9,7 +9,8 @@ from typing import Any
 from .config import GlaveConfig
 from .quality.assess import Assessment, assess
 from .quality.record_format import load_paths
-from .run_records import build_records, complete_videos, read_run_tables, tracker_facts
+from .run import Run
+from .run_records import build_records, tracker_facts
 from .store import ArtifactStore
 
 
@@ -25,8 +26,9 @@ def audit_targets(targets: list[str], config: GlaveConfig, store: ArtifactStore 
         if Path(t).exists():
             records += load_paths([t])
         elif store is not None:
-            tables = read_run_tables(store, t)
-            records += build_records(tables, sorted(complete_videos(store, t, "qa")))
+            run = Run(store, t)
+            tables = run.tables()
+            records += build_records(tables, sorted(run.videos_ok("qa")))
             ids, labs = tracker_facts(tables)
             track_ids = {**(track_ids or {}), **ids}
             labels = {**(labels or {}), **labs}

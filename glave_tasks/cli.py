@@ -149,10 +149,11 @@ def _format_run(r: dict[str, Any]) -> str:
 @json_opt
 def status(run_id: str, config_path: str | None, store: str | None, as_json: bool) -> None:
     """Stage x shard states of a run: committed, failed, missing; failures by reason."""
-    from .status import format_status, run_status
+    from .run import Run
+    from .status import format_status
 
     _, st = _open(config_path, store)
-    _emit(run_status(st, run_id), as_json, format_status)
+    _emit(Run(st, run_id).status(), as_json, format_status)
 
 
 @cli.command("render-pods")

@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 from . import __version__
 from .config import GlaveConfig
 from .keys import safe_segment
-from .run_records import build_records, complete_videos, read_run_tables
-from .run import read_commit, read_manifest
+from .run import Run
+from .run_records import build_records
+from .stages import available
 from .store import ArtifactStore, open_store
 
 EXPORT_TABLES = {"videos": "videos", "keyframes": "keyframes", "tracks": "tracks", "captions": "local_captions",
@@ -27,9 +28,9 @@ def _only(table: pa.Table, ids: list[str]) -> pa.Table:
 
 def export_run(store: ArtifactStore, config: GlaveConfig, run_id: str, out_uri: str) -> dict[str, Any]:
     """Export the videos that completed QA; returns the dataset card (also written as JSON)."""
-    manifest = read_manifest(store, run_id)
-    tables = read_run_tables(store, run_id)
-    ids = sorted(complete_videos(store, run_id, "qa"))
+    run = Run(store, run_id)
+    tables = run.tables()
+    ids = sorted(run.videos_ok("qa"))
     records = build_records(tables, ids)
     out = open_store(out_uri, config.store.s3, config.store.local_cache)
     for rec in records:
@@ -41,9 +42,8 @@ def export_run(store: ArtifactStore, config: GlaveConfig, run_id: str, out_uri: 
         counts[name] = table.num_rows
     models: dict[str, Any] = {}
     prompts: dict[str, str] = {}
-    for stage in ("ingest", "track", "caption", "bridge", "qa", "validate"):
-        for shard in manifest["shards"]:
-            marker = read_commit(store, run_id, stage, shard) or {}
+    for stage in available():
+        for marker in run.commits(stage).values():
             if marker.get("models"):
                 models[stage] = marker["models"]
             prompts.update(marker.get("prompts") or {})
@@ -54,7 +54,7 @@ def export_run(store: ArtifactStore, config: GlaveConfig, run_id: str, out_uri: 
         "format": "GLaVE-1.2M sample format: one JSON per video (json/<video_id>.json)",
         "counts": {"videos": len(records), "keyframes": counts["keyframes"], "scenes": counts["scenes"],
                    "qa": counts["qa"], "tracks": counts["tracks"], "captions": counts["captions"]},
-        "videos_in_run": manifest["num_videos"], "videos_excluded": manifest["num_videos"] - len(records),
+        "videos_in_run": run.num_videos, "videos_excluded": run.num_videos - len(records),
         "qa_generators": sorted(set(_only(qa, ids)["generator"].to_pylist())) if qa.num_rows else [],
         "models": models, "prompt_versions": dict(sorted(prompts.items())),
         "tables": {name: f"parquet/{name}.parquet" for name in EXPORT_TABLES},

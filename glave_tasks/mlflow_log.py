@@ -19,11 +19,10 @@ from typing import Any, Iterable
 
 from .config import GlaveConfig
 from .layout import RunLayout
-from .run import read_commit, read_manifest
-from .stages import available
+from .run import Run
+from .stages import available, build_stage, config_sections
 from .store import ArtifactStore
 
-PARAM_SECTIONS = ("run", "ingest", "track", "caption", "qa", "validate")
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
 RUN_TAG = "glave.run_id"
 STAGE_TAG = "glave.stage"
@@ -41,19 +40,13 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
 
 
 def config_models(config: GlaveConfig) -> dict[str, dict[str, str]]:
-    """Model references the config names, per stage (weights URIs, checkpoints, VLM id@revision)."""
+    """Model ids the configured stages declare (their backends' weights URIs, checkpoints, model
+    ids and revisions), per stage; the same ids enter the stages' fingerprints."""
     out: dict[str, dict[str, str]] = {}
-    det, seg, eng = config.track.detector, config.track.segmenter, config.caption.engine
-    if det.weights:
-        out.setdefault("track", {})["detector"] = det.weights
-    if seg.backend == "sam2" and seg.checkpoint:
-        out.setdefault("track", {})["segmenter"] = seg.checkpoint
-    if eng.backend != "rules" and (eng.weights or eng.model):
-        ref = eng.weights or f"{eng.model}@{eng.revision or 'main'}"
-        for stage in ("caption", "bridge", "qa"):
-            out.setdefault(stage, {})["vlm"] = ref
-    if config.ingest.similarity_backend == "clip" and config.ingest.clip_model_path:
-        out.setdefault("ingest", {})["similarity"] = config.ingest.clip_model_path
+    for stage in available():
+        ids = {k: v for k, v in build_stage(stage, config).model_ids().items() if v}
+        if ids:
+            out[stage] = ids
     return out
 
 
@@ -156,8 +149,9 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp_id = _experiment_id(client, config)
-    manifest = read_manifest(store, run_id)
-    shards = manifest["shards"]
+    run = Run(store, run_id)
+    manifest = run.manifest
+    shards = run.shards
 
     parent = _find_run(client, exp_id, f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = 'pipeline'")
     if parent is None:
@@ -167,7 +161,7 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
         })
     parent_id = parent.info.run_id
     config_json = config.model_dump(mode="json", by_alias=True)
-    params = {k: v for s in PARAM_SECTIONS for k, v in flatten(config_json[s], f"{s}.").items()}
+    params = {k: v for s in config_sections() for k, v in flatten(config_json[s], f"{s}.").items()}
     params["run.input_uri"] = manifest.get("input_uri", "")
     _log_params(client, client.get_run(parent_id), params)
 
@@ -177,8 +171,8 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
                                 "skipped_already_annotated": manifest.get("skipped_already_annotated", 0)}
     stages_logged = []
     for stage in available():
-        markers = [m for k in shards if (m := read_commit(store, run_id, stage, k)) is not None]
-        if not markers and not store.list(RunLayout(run_id).stage_prefix(stage)):
+        markers = list(run.commits(stage).values())
+        if not markers and not run.ran(stage):
             continue  # the stage never ran for this run
         child = _find_run(client, exp_id, f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = '{stage}'")
         if child is None:
@@ -198,7 +192,7 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
         for k in ("videos_ok", "videos_failed", "duration_s"):
             totals[f"{stage}.{k}"] = metrics[k]
         for key, ref in models.items():
-            for one in ref.split(","):
+            for one in filter(None, ref.split(",")):
                 name = model_name(stage, key)
                 logged_models[f"{name}"] = _register_model(client, name, one, child_id, {"glave.run_id": run_id, "glave.stage": stage})
         client.set_terminated(child_id, "FINISHED")

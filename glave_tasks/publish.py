@@ -9,8 +9,7 @@ from .discover import mark_annotated
 from .errors import GlaveError
 from .export import export_run
 from .keys import join_key, safe_segment
-from .run_records import read_run_tables
-from .run import read_commit, read_manifest
+from .run import Run
 from .store import ArtifactStore
 
 
@@ -20,12 +19,11 @@ class PublishBlocked(GlaveError):
 
 def blocking_checks(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
     """Critical failed checks of every shard; a shard without committed validation blocks too."""
-    manifest = read_manifest(store, run_id)
-    missing = [s for s in manifest["shards"] if read_commit(store, run_id, "validate", s) is None
-               and read_commit(store, run_id, "qa", s) is not None]
+    run = Run(store, run_id)
+    missing = [s for s in run.shards if run.commit("validate", s) is None and run.commit("qa", s) is not None]
     blocking = [{"check": "validate.committed", "table": "-", "detail": f"shard {s} has QA but no committed validation"}
                 for s in missing]
-    checks = read_run_tables(store, run_id, ["checks"])["checks"].to_pylist()
+    checks = run.table("checks").to_pylist()
     blocking += [c for c in checks if c["critical"] and c["status"] == "fail"]
     return blocking
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from .config import GlaveConfig
 from .errors import GlaveError
-from .run import read_manifest
+from .run import Run
 from .runner import run_stage
-from .stages import available, build_stage
+from .stages import build_stage, from_stage, stage_class
 from .store import ArtifactStore
 
 
@@ -23,14 +23,12 @@ def rerun(
     downstream: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    names = available()
-    if stage not in names:
-        raise GlaveError(f"unknown stage {stage!r}; stages: {', '.join(names)}")
-    chosen = names[names.index(stage):] if downstream else [stage]
-    manifest = read_manifest(store, run_id)
-    if shard is not None and shard not in manifest["shards"]:
-        raise GlaveError(f"run {run_id!r} has no shard {shard} (shards: {manifest['shards']})")
-    shards = [shard] if shard is not None else list(manifest["shards"])
+    stage_class(stage)  # an unknown stage fails here, naming the known ones
+    chosen = from_stage(stage) if downstream else [stage]
+    run = Run(store, run_id)
+    if shard is not None:
+        run.check_shard(shard)
+    shards = [shard] if shard is not None else run.shards
     outcomes: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     broken: set[int] = set()  # shards whose earlier stage failed in this rerun: later stages skip them

@@ -1,9 +1,12 @@
-"""Reading a run from the store: its manifest, the commit markers of its shards, its videos."""
+"""One pipeline run as stored: the one reader of its manifest, commit markers, tables, errors and
+status. Readers trust committed shards only (a commit marker is written last by the runner)."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import Any, Iterable
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import schemas
@@ -13,19 +16,127 @@ from .layout import RunLayout
 from .store import ArtifactStore
 
 
-def read_manifest(store: ArtifactStore, run_id: str) -> dict[str, Any]:
-    layout = RunLayout(run_id)
-    if not store.exists(layout.manifest):
-        raise GlaveError(f"run {run_id!r} has no manifest in {store.root} (run discover first)")
-    return store.read_json(layout.manifest)
+class Run:
+    """A run in a store. The manifest is read once, on first use; markers and tables on each call."""
 
+    def __init__(self, store: ArtifactStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.layout = RunLayout(run_id)
 
-def read_commit(store: ArtifactStore, run_id: str, stage: str, shard: int) -> dict[str, Any] | None:
-    key = RunLayout(run_id).commit(stage, shard)
-    return store.read_json(key) if store.exists(key) else None
+    # -- the plan ---------------------------------------------------------------------------
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        if not self.store.exists(self.layout.manifest):
+            raise GlaveError(f"run {self.run_id!r} has no manifest in {self.store.root} (run discover first)")
+        manifest: dict[str, Any] = self.store.read_json(self.layout.manifest)
+        return manifest
 
+    @property
+    def shards(self) -> list[int]:
+        return [int(k) for k in self.manifest["shards"]]
 
-def shard_videos(store: ArtifactStore, run_id: str, shard: int) -> list[VideoRef]:
-    table = store.read_table(RunLayout(run_id).videos_table, schemas.VIDEOS)
-    rows = table.filter(pc.equal(table["shard"], shard)).to_pylist()
-    return [VideoRef(r["video_id"], r["content_hash"], r["source_uri"], r["file_name"]) for r in rows]
+    @property
+    def num_videos(self) -> int:
+        return int(self.manifest["num_videos"])
+
+    def check_shard(self, shard: int) -> None:
+        if shard not in self.shards:
+            raise GlaveError(f"run {self.run_id!r} has no shard {shard} (shards: {self.shards})")
+
+    def videos(self) -> pa.Table:
+        """The run's videos table (every video, its content hash and its shard)."""
+        return self.store.read_table(self.layout.videos_table, schemas.VIDEOS)
+
+    def shard_videos(self, shard: int) -> list[VideoRef]:
+        table = self.videos()
+        rows = table.filter(pc.equal(table["shard"], shard)).to_pylist()
+        return [VideoRef(r["video_id"], r["content_hash"], r["source_uri"], r["file_name"]) for r in rows]
+
+    # -- markers ----------------------------------------------------------------------------
+    def commit(self, stage: str, shard: int) -> dict[str, Any] | None:
+        """The commit marker of a stage's shard, or None while it is not committed."""
+        key = self.layout.commit(stage, shard)
+        if not self.store.exists(key):
+            return None
+        marker: dict[str, Any] = self.store.read_json(key)
+        return marker
+
+    def commits(self, stage: str) -> dict[int, dict[str, Any]]:
+        """Commit markers of the stage's committed shards, by shard."""
+        return {k: m for k in self.shards if (m := self.commit(stage, k)) is not None}
+
+    def failure(self, stage: str, shard: int) -> dict[str, Any] | None:
+        """Why the last attempt of a stage's shard did not commit, if it did not."""
+        key = self.layout.failed(stage, shard)
+        if not self.store.exists(key):
+            return None
+        info: dict[str, Any] = self.store.read_json(key)
+        return info
+
+    def ran(self, stage: str) -> bool:
+        """Whether the stage left anything for this run (a commit, a failure, a partial shard)."""
+        return bool(self.store.list(self.layout.stage_prefix(stage)))
+
+    def videos_ok(self, stage: str) -> list[str]:
+        """Videos that went through ``stage`` successfully, over all committed shards."""
+        return [vid for m in self.commits(stage).values() for vid in m["videos_ok"]]
+
+    # -- tables -----------------------------------------------------------------------------
+    def table(self, name: str) -> pa.Table:
+        """A stage output table over the run's committed shards, concatenated."""
+        from .stages import table_owners
+
+        owners = table_owners()
+        if name not in owners:
+            raise GlaveError(f"no stage writes a table named {name!r}")
+        return self._concat(owners[name], name, schemas.TABLES[name])
+
+    def tables(self, names: list[str] | None = None) -> dict[str, pa.Table]:
+        """The named stage tables (default: all) plus ``videos``."""
+        from .stages import table_owners
+
+        out: dict[str, pa.Table] = {"videos": self.videos()}
+        for name in names or list(table_owners()):
+            out[name] = self.table(name)
+        return out
+
+    def errors(self, stage: str) -> pa.Table:
+        """Per-video failures the stage recorded, in committed shards and in shards that did not
+        commit because too many of their videos failed."""
+        return self._concat(stage, "errors", schemas.ERRORS, self.shards)
+
+    def _concat(self, stage: str, name: str, schema: pa.Schema, shards: Iterable[int] | None = None) -> pa.Table:
+        parts = []
+        for shard in self.commits(stage) if shards is None else shards:
+            key = self.layout.table(stage, shard, name)
+            if self.store.exists(key):
+                parts.append(self.store.read_table(key, schema))
+        return pa.concat_tables(parts) if parts else schemas.empty(schema)
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self, stages: list[str] | None = None) -> dict[str, Any]:
+        """Stage x shard states (committed, failed, missing), from the markers alone."""
+        from .stages import available
+
+        out: dict[str, Any] = {"run_id": self.run_id, "store": self.store.root, "num_videos": self.num_videos,
+                               "shards": self.shards, "stages": {}}
+        for stage in stages or available():
+            rows = []
+            failures: dict[str, int] = {}
+            for shard in self.shards:
+                marker = self.commit(stage, shard)
+                if marker is not None:
+                    for reason, n in marker.get("failures", {}).items():
+                        failures[reason] = failures.get(reason, 0) + n
+                    rows.append({"shard": shard, "state": "committed", "videos_in": marker["videos_in"],
+                                 "videos_ok": len(marker["videos_ok"]), "videos_failed": marker["videos_failed"],
+                                 "counts": marker.get("counts", {}), "duration_s": marker.get("duration_s")})
+                elif (info := self.failure(stage, shard)) is not None:
+                    rows.append({"shard": shard, "state": "failed", "reason": info.get("reason"),
+                                 "detail": info.get("detail") or str(info.get("failures", ""))})
+                else:
+                    rows.append({"shard": shard, "state": "missing"})
+            out["stages"][stage] = {"shards": rows, "failures": failures,
+                                    "committed": sum(r["state"] == "committed" for r in rows)}
+        return out

@@ -1,4 +1,7 @@
-"""Run tables -> per-video GLaVE-1.2M records (the export format, and what validate judges)."""
+"""Run tables -> per-video GLaVE-1.2M records (the export format, and what validate judges).
+
+The tables come from :meth:`glave_tasks.run.Run.tables` (a whole run) or from one shard (validate).
+"""
 
 from __future__ import annotations
 
@@ -7,47 +10,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import schemas
 from .language.video_facts import group_rows
-from .layout import RunLayout
 from .quality.record_format import Record, qa_entry
-from .run import read_commit, read_manifest
-from .store import ArtifactStore
-
-# Which stage writes which table.
-TABLE_STAGE = {
-    "probes": "ingest", "keyframes": "ingest", "dense_frames": "ingest", "cuts": "ingest",
-    "tracks": "track", "marks": "track", "overviews": "caption", "local_captions": "caption",
-    "scenes": "bridge", "video_captions": "bridge", "qa": "qa", "checks": "validate",
-}
-
-
-def read_run_tables(store: ArtifactStore, run_id: str, names: list[str] | None = None) -> dict[str, pa.Table]:
-    """Every table of the run's committed shards (plus the videos table), concatenated."""
-    layout = RunLayout(run_id)
-    manifest = read_manifest(store, run_id)
-    out: dict[str, pa.Table] = {"videos": store.read_table(layout.videos_table, schemas.VIDEOS)}
-    for name in names or list(TABLE_STAGE):
-        stage = TABLE_STAGE[name]
-        parts = []
-        for shard in manifest["shards"]:
-            key = layout.table(stage, shard, name)
-            if read_commit(store, run_id, stage, shard) is not None and store.exists(key):
-                parts.append(store.read_table(key, schemas.TABLES[name]))
-        out[name] = pa.concat_tables(parts) if parts else schemas.empty(schemas.TABLES[name])
-    return out
-
-
-def complete_videos(store: ArtifactStore, run_id: str, last_stage: str = "qa") -> list[str]:
-    """Videos that went through ``last_stage`` successfully, over all committed shards."""
-    manifest = read_manifest(store, run_id)
-    out: list[str] = []
-    for shard in manifest["shards"]:
-        marker = read_commit(store, run_id, last_stage, shard)
-        if marker:
-            out += marker["videos_ok"]
-    return out
-
 
 def _qa_map(rows: list[dict[str, Any]]) -> dict[str, Any]:
     rows = sorted(rows, key=lambda r: (int(r["qa_id"].rsplit("-", 1)[1]) if r["qa_id"].rsplit("-", 1)[-1].isdigit() else 0, r["qa_id"]))

@@ -19,7 +19,7 @@ from . import __version__, schemas
 from .contract import ShardContext, Stage, VideoRef
 from .errors import GlaveError, InfrastructureError, ShardFailed, UpstreamNotReady
 from .layout import RunLayout
-from .run import read_commit, read_manifest, shard_videos
+from .run import Run
 from .store import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -94,24 +94,23 @@ def _run_stage_held(
     from .lease import ensure_all_held
 
     layout = RunLayout(run_id)
-    manifest = read_manifest(store, run_id)
-    if shard not in manifest["shards"]:
-        raise GlaveError(f"run {run_id!r} has no shard {shard} (shards: {manifest['shards']})")
+    run = Run(store, run_id)
+    run.check_shard(shard)
 
     upstream: dict[str, dict[str, Any]] = {}
     for name in stage.needs:
-        marker = read_commit(store, run_id, name, shard)
+        marker = run.commit(name, shard)
         if marker is None:
             raise UpstreamNotReady(f"{name} shard {shard} of run {run_id!r} is not committed; run it first")
         upstream[name] = marker
 
-    videos = shard_videos(store, run_id, shard)
+    videos = run.shard_videos(shard)
     for marker in upstream.values():
         ok = set(marker["videos_ok"])
         videos = [v for v in videos if v.video_id in ok]
 
     fp = fingerprint(stage, videos, upstream)
-    existing = read_commit(store, run_id, stage.name, shard)
+    existing = run.commit(stage.name, shard)
     if existing and existing.get("fingerprint") == fp and not force:
         log.info("%s shard %d already committed with the same fingerprint; nothing to do", stage.name, shard)
         return StageOutcome(stage.name, shard, "skipped", existing)

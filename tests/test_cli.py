@@ -19,7 +19,7 @@ from glave_tasks.cli import main
 from glave_tasks.config import S3Options, load_config
 from glave_tasks.discover import discover
 from glave_tasks.layout import RunLayout
-from glave_tasks.run import read_commit
+from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
@@ -153,7 +153,7 @@ def snapshot(store: ArtifactStore, run_id: str) -> dict[str, Any]:
         out[table] = rows
     files = store.list(layout.shard_prefix("ingest", 0) + "/files")
     out["files"] = {f: store.read_bytes(f) for f in files}
-    marker = read_commit(store, run_id, "ingest", 0)
+    marker = Run(store, run_id).commit("ingest", 0)
     assert marker is not None
     out["marker"] = {k: marker[k] for k in ("fingerprint", "videos_ok", "videos_in", "failures", "counts")}
     return out
@@ -192,7 +192,7 @@ def test_killed_shard_rerun_equals_an_uninterrupted_run(kind: str, long_inbox: P
     assert proc.poll() is None, f"the stage finished before it could be killed: {proc.communicate()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert read_commit(store, "n1", "ingest", 0) is None
+    assert Run(store, "n1").commit("ingest", 0) is None
     assert store.list(files_prefix)  # a partial attempt was left behind
 
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

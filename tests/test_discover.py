@@ -87,7 +87,7 @@ def test_missing_input_prefix_is_a_user_error(tmp_path: Path) -> None:
 @pytest.fixture
 def ingest_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """The increment is a property of the pipeline runner, whatever stages exist."""
-    monkeypatch.setattr(stages, "STAGES", {"ingest": "glave_tasks.stages.ingest:IngestStage"})
+    monkeypatch.setattr(stages, "REGISTRY", ["glave_tasks.stages.ingest:IngestStage"])
 
 
 def test_second_night_skips_published_videos_and_reprocess_overrides(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from glave_tasks.cli import main as glave
 from glave_tasks.config import GlaveConfig, load_config
 from glave_tasks.layout import RunLayout
 from glave_tasks.local_run import run_pipeline
-from glave_tasks.run import read_commit
+from glave_tasks.run import Run
 from glave_tasks.stages import available
 from glave_tasks.store import ArtifactStore
 from glave_tasks.mlflow_log import config_models, log_run
@@ -76,7 +76,7 @@ def test_rerun_downstream_redoes_later_stages_of_that_shard_only(seeded, capsys:
         redone = shard == 0 and stage in later
         assert (_marker_bytes(store, stage, shard) != data) == redone, cell
     for stage in later:
-        assert read_commit(store, RUN, stage, 1) is None or stage in SEEDED
+        assert Run(store, RUN).commit(stage, 1) is None or stage in SEEDED
 
 
 def test_rerun_rejects_unknown_stage_and_shard(seeded, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
@@ -104,10 +104,10 @@ def test_mlflow_log_records_one_run_with_a_nested_run_per_stage(seeded) -> None:
     assert parent.data.metrics["videos"] == 2
     children = client.search_runs([result["experiment_id"]], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     by_stage = {c.data.tags["glave.stage"]: c for c in children}
-    ran = [s for s in available() if read_commit(store, RUN, s, 0) is not None]
+    ran = [s for s in available() if Run(store, RUN).commit(s, 0) is not None]
     assert set(by_stage) == set(ran) and result["stages"] == ran
     for stage, child in by_stage.items():
-        markers = [read_commit(store, RUN, stage, k) for k in (0, 1)]
+        markers = [Run(store, RUN).commit(stage, k) for k in (0, 1)]
         markers = [m for m in markers if m]
         m = child.data.metrics
         assert m["videos_ok"] == sum(len(x["videos_ok"]) for x in markers)
@@ -117,7 +117,7 @@ def test_mlflow_log_records_one_run_with_a_nested_run_per_stage(seeded) -> None:
         for key, value in markers[0]["prompts"].items():
             assert child.data.params[f"prompt.{key}"] == value
     # Model references from the markers are registered as external model versions.
-    caption_models = read_commit(store, RUN, "caption", 0)["models"]
+    caption_models = Run(store, RUN).commit("caption", 0)["models"]
     for key, ref in caption_models.items():
         (version,) = client.search_model_versions(f"name='glave-caption-{key}'")
         assert version.source == ref and version.run_id == by_stage["caption"].info.run_id
@@ -142,8 +142,10 @@ def test_model_references_in_config_are_tracked() -> None:
         "caption": {"engine": {"backend": "vllm", "model": "Qwen/Qwen2-VL-2B-Instruct", "revision": "abc123"}},
     })
     refs = config_models(config)
-    assert refs["track"] == {"detector": "s3://models/det.pt", "segmenter": "s3://models/sam2.pt"}
-    assert refs["caption"]["vlm"] == refs["qa"]["vlm"] == "Qwen/Qwen2-VL-2B-Instruct@abc123"
+    assert refs["track"] == {"detector": "s3://models/det.pt",
+                             "segmenter": "configs/sam2.1/sam2.1_hiera_t.yaml@s3://models/sam2.pt"}
+    assert refs["caption"] == {"engine": "vllm", "model": "Qwen/Qwen2-VL-2B-Instruct", "revision": "abc123"}
+    assert refs["qa"]["model"] == refs["bridge"]["model"] == "Qwen/Qwen2-VL-2B-Instruct"
 
 
 def test_glave_run_can_log_to_mlflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

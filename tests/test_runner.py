@@ -13,9 +13,8 @@ from glave_tasks.discover import discover
 from glave_tasks.errors import GlaveError, ShardFailed, UpstreamNotReady, VideoFailure
 from glave_tasks.layout import RunLayout
 from glave_tasks.contract import ShardContext, Stage
-from glave_tasks.run import read_commit
+from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
-from glave_tasks.status import run_status
 from glave_tasks.store import ArtifactStore
 
 RUN = "r1"
@@ -156,9 +155,9 @@ def test_shard_fails_only_past_max_failure_ratio(store: ArtifactStore, tmp_path:
     with pytest.raises(ShardFailed, match="2/4 videos failed"):
         run_stage(Upstream(config, fail=("v0.mp4", "v1.mp4")), store, RUN, 0, force=True, show_progress=False)
     layout = RunLayout(RUN)
-    assert read_commit(store, RUN, "upstream", 0) is None
+    assert Run(store, RUN).commit("upstream", 0) is None
     assert store.read_json(layout.failed("upstream", 0))["reason"] == "failure_ratio"
-    assert run_status(store, RUN, ["upstream"])["stages"]["upstream"]["shards"][0]["state"] == "failed"
+    assert Run(store, RUN).status(["upstream"])["stages"]["upstream"]["shards"][0]["state"] == "failed"
     with pytest.raises(UpstreamNotReady):
         run_stage(Downstream(config), store, RUN, 0, show_progress=False)
 
@@ -169,7 +168,7 @@ def test_a_crashing_stage_leaves_no_commit_and_a_failure_marker(store: ArtifactS
     run_stage(Upstream(config), store, RUN, 0, show_progress=False)
     with pytest.raises(RuntimeError, match="went away"):
         run_stage(Upstream(config, explode=True), store, RUN, 0, force=True, show_progress=False)
-    assert read_commit(store, RUN, "upstream", 0) is None
+    assert Run(store, RUN).commit("upstream", 0) is None
     assert store.read_json(RunLayout(RUN).failed("upstream", 0))["reason"] == "crashed"
     # A later good attempt commits and clears the failure.
     assert run_stage(Upstream(config), store, RUN, 0, show_progress=False).status == "committed"
@@ -183,7 +182,7 @@ def test_readers_trust_only_committed_shards(store: ArtifactStore, tmp_path: Pat
     store.write_bytes(RunLayout(RUN).table("upstream", 0, "probes"), b"half written")
     with pytest.raises(UpstreamNotReady, match="upstream shard 0 .* not committed"):
         run_stage(Downstream(config), store, RUN, 0, show_progress=False)
-    assert run_status(store, RUN, ["upstream"])["stages"]["upstream"]["shards"][0]["state"] == "missing"
+    assert Run(store, RUN).status(["upstream"])["stages"]["upstream"]["shards"][0]["state"] == "missing"
 
 
 def test_upstream_change_redoes_downstream(store: ArtifactStore, tmp_path: Path, names: list[str]) -> None:

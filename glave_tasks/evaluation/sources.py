@@ -52,10 +52,12 @@ def _stem_aliases(rows: list[dict[str, object]]) -> dict[str, str]:
 
 def from_run(store: ArtifactStore, run_id: str) -> CaptionSource:
     """Records of the run's videos that completed QA (the ones an export would publish)."""
-    from ..run_records import build_records, complete_videos, read_run_tables
+    from ..run import Run
+    from ..run_records import build_records
 
-    tables = read_run_tables(store, run_id)
-    records = build_records(tables, sorted(complete_videos(store, run_id, "qa")))
+    run = Run(store, run_id)
+    tables = run.tables()
+    records = build_records(tables, sorted(run.videos_ok("qa")))
     if not records:
         raise GlaveError(f"run {run_id!r} has no video with a caption and QA to evaluate")
     return CaptionSource(f"run {run_id} in {store.root}", run_id, {r.video_id: r for r in records},

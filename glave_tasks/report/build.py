@@ -15,10 +15,10 @@ from ..keys import join_key
 from ..layout import RunLayout
 from ..quality.assess import stats_of
 from ..quality.record_format import frames
-from ..run_records import build_records, complete_videos, read_run_tables
-from ..run import read_manifest
+from ..layout import shard_name
+from ..run import Run
+from ..run_records import build_records
 from ..stages import available
-from ..status import run_status
 from ..store import ArtifactStore
 from . import plots
 
@@ -26,22 +26,21 @@ TEMPLATE = Path(__file__).with_name("template.html.j2")
 TREND_KEYS = ["videos", "qa", "qa_per_video", "checks_failed", "checks_warned", "videos_failed"]
 
 
-def _failures(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
+def _failures(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     counts: Counter[tuple[str, str]] = Counter()
-    for row in read_run_tables_errors(store, run_id):
+    for row in errors:
         counts[(row["stage"], row["reason"])] += 1
     return [{"stage": s, "reason": r, "count": n} for (s, r), n in sorted(counts.items())]
 
 
-def read_run_tables_errors(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
-    layout = RunLayout(run_id)
-    rows: list[dict[str, Any]] = []
-    for stage in available():
-        for shard in read_manifest(store, run_id)["shards"]:
-            key = layout.table(stage, shard, "errors")
-            if store.exists(key):
-                rows += store.read_table(key, schemas.ERRORS).to_pylist()
-    return rows
+def _copy_data_docs(run: Run) -> None:
+    """Data Docs of the committed validate shards, into the report folder (replacing older ones)."""
+    target = join_key(run.layout.report_prefix, "data_docs")
+    run.store.delete_prefix(target)
+    for shard in run.commits("validate"):
+        source = run.layout.file("validate", shard, "data_docs")
+        for key in run.store.list(source):
+            run.store.write_bytes(join_key(target, shard_name(shard), key[len(source) + 1:]), run.store.read_bytes(key))
 
 
 def _trend_rows(store: ArtifactStore, run_id: str, current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,13 +61,14 @@ def _trend_rows(store: ArtifactStore, run_id: str, current: dict[str, Any]) -> l
 
 def build_report(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str, Any]:
     layout = RunLayout(run_id)
-    manifest = read_manifest(store, run_id)
-    tables = read_run_tables(store, run_id)
-    records = build_records(tables, sorted(complete_videos(store, run_id, "qa")))
+    run = Run(store, run_id)
+    tables = run.tables()
+    records = build_records(tables, sorted(run.videos_ok("qa")))
+    errors = [row for stage in available() for row in run.errors(stage).to_pylist()]
     stats = stats_of(frames(records))
     checks = tables["checks"].to_pylist()
-    status = run_status(store, run_id)
-    failures = _failures(store, run_id)
+    status = run.status()
+    failures = _failures(errors)
     shard_states = [{"stage": stage, "shard": r["shard"], "state": r["state"],
                      "detail": r.get("detail") or r.get("reason") or (f"ok {r['videos_ok']}/{r['videos_in']}" if r["state"] == "committed" else "")}
                     for stage, info in status["stages"].items() for r in info["shards"]]
@@ -78,13 +78,14 @@ def build_report(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict
         "videos": stats["videos"], "qa": stats["qa"], "scenes": stats["scenes"], "keyframes": stats["keyframes"],
         "qa_per_video": round(stats["qa"] / stats["videos"], 2) if stats["videos"] else 0,
         "checks_failed": sum(c["status"] == "fail" for c in checks), "checks_warned": sum(c["status"] == "warn" for c in checks),
-        "videos_failed": len({r["video_id"] for r in read_run_tables_errors(store, run_id)}),
+        "videos_failed": len({r["video_id"] for r in errors}),
     }
     summary = {"run_id": run_id, "created_at": now, "pipeline_version": config.run.pipeline_version,
-               "videos_in_run": manifest["num_videos"], "headline": headline, "stats": {k: v for k, v in stats.items() if k != "caption_chars"},
+               "videos_in_run": run.num_videos, "headline": headline, "stats": {k: v for k, v in stats.items() if k != "caption_chars"},
                "checks": checks, "blocking": blocking, "failures": failures, "shard_states": shard_states}
     trend_rows = _trend_rows(store, run_id, summary)
     summary["trend"] = trend_rows
+    _copy_data_docs(run)
     data_docs = [k[len(layout.report_prefix) + 1:] for k in store.list(join_key(layout.report_prefix, "data_docs"))
                  if k.endswith("/index.html") and k.count("/") == layout.report_prefix.count("/") + 3]
     failure_counts = {f"{f['stage']}: {f['reason']}": f["count"] for f in failures} or {"no failures": 0}

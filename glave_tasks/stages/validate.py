@@ -1,6 +1,6 @@
 """Validate stage: every table the shard produced, judged by Great Expectations suites and the
 model-based checks of :mod:`glave_tasks.quality`; results go to the ``checks`` table (critical
-failures block publish). Great Expectations' Data Docs for the shard go to the run's report folder.
+failures block publish). Great Expectations' Data Docs of the shard are among its files.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ class ValidateStage(Stage):
         import pyarrow.compute as pc
 
         from .. import schemas
-        from ..keys import is_safe_key, join_key
-        from ..layout import shard_name
+        from ..keys import is_safe_key
         from ..quality.assess import assess
-        from ..run_records import TABLE_STAGE, build_records, tracker_facts
+        from ..run_records import build_records, tracker_facts
+        from . import table_owners
 
         tables: dict[str, pa.Table] = {}
-        for name, stage in TABLE_STAGE.items():
+        for name, stage in table_owners().items():
             if stage in self.needs:
                 tables[name] = ctx.read(stage, name)
         ids = pa.array([v.video_id for v in ctx.videos], pa.string())
@@ -53,13 +53,13 @@ class ValidateStage(Stage):
         track_ids, labels = tracker_facts(tables)
         with tempfile.TemporaryDirectory(prefix="glave-gx-") as docs:
             result = assess(records, self.config, tables=tables, track_ids=track_ids, labels=labels, docs_dir=docs)
-            prefix = join_key(ctx.layout.report_prefix, "data_docs", shard_name(ctx.shard))
-            ctx.store.delete_prefix(prefix)
+            # Data Docs are part of the shard's output (files/data_docs/), committed with it;
+            # the report copies those of committed shards.
             for path in sorted(Path(docs).rglob("*")):
                 if path.is_file():
                     rel = path.relative_to(docs).as_posix()
                     if is_safe_key(rel):  # GX names its files; anything odd stays out of the store
-                        ctx.store.put_file(path, join_key(prefix, rel))
+                        ctx.put_bytes(path.read_bytes(), "data_docs", *rel.split("/"))
         ctx.write("checks", [c.row() for c in result.checks])
         for status in ("pass", "warn", "fail", "skip"):
             ctx.add_metric(f"checks_{status}", sum(c.status == status for c in result.checks))

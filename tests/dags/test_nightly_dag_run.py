@@ -18,7 +18,7 @@ import yaml
 
 from glave_tasks.config import S3Options
 from glave_tasks.layout import RunLayout
-from glave_tasks.run import read_commit
+from glave_tasks.run import Run
 from glave_tasks.stages import available
 from glave_tasks.store import ArtifactStore
 
@@ -84,7 +84,7 @@ def test_nightly_dag_runs_every_stage_per_shard_then_rerun_of_one_mapped_instanc
     store = ArtifactStore(store_root, S3Options(endpoint_url=s3_endpoint, region="us-east-1"))
     for stage in available():
         for shard in (0, 1):
-            assert read_commit(store, RUN_ID, stage, shard) is not None, (stage, shard)
+            assert Run(store, RUN_ID).commit(stage, shard) is not None, (stage, shard)
     assert store.list(RunLayout(RUN_ID).report_prefix)
     assert store.list(f"published/{RUN_ID}")
 

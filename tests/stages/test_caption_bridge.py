@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from glave_tasks.layout import RunLayout
-from glave_tasks.run import read_commit
+from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
@@ -107,4 +107,4 @@ def test_rerun_with_same_fingerprint_is_a_no_op_and_prompt_versions_are_fingerpr
     assert stage.resources().gpus == 0
     run_stage(stage, shard, RUN, 0, show_progress=False)
     assert run_stage(build_stage("caption", config), shard, RUN, 0, show_progress=False).status == "skipped"
-    assert read_commit(shard, RUN, "caption", 0)["prompts"]["merge"] == "merge@1"
+    assert Run(shard, RUN).commit("caption", 0)["prompts"]["merge"] == "merge@1"

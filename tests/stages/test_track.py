@@ -16,7 +16,7 @@ from glave_tasks import schemas
 from glave_tasks.config import GlaveConfig, load_config
 from glave_tasks.discover import discover
 from glave_tasks.layout import RunLayout
-from glave_tasks.run import read_commit
+from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage, stage_class
 from glave_tasks.store import ArtifactStore
@@ -165,4 +165,4 @@ def test_unreadable_frame_fails_only_that_video(tracked, tmp_path: Path) -> None
     assert outcome.marker["failures"] == {"frame_unreadable": 1}
     assert vid not in outcome.marker["videos_ok"] and len(outcome.marker["videos_ok"]) == 2
     run_stage(build_stage("track", config), store, RUN, 0, force=True, show_progress=False)
-    assert read_commit(store, RUN, "track", 0)["videos_failed"] == 0
+    assert Run(store, RUN).commit("track", 0)["videos_failed"] == 0

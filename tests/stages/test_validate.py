@@ -44,7 +44,7 @@ def test_validate_writes_checks_for_every_table_and_none_blocks_a_clean_run(vali
         assert model_check in names
     blocking = [c for c in checks if c["critical"] and c["status"] == "fail"]
     assert blocking == []
-    assert store.exists(f"{RunLayout(RUN).report_prefix}/data_docs/shard-00000/index.html")
+    assert store.exists(RunLayout(RUN).file("validate", 0, "data_docs", "index.html"))  # committed with the shard
 
 
 def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path: Path) -> None:
