@@ -7,54 +7,162 @@ the store) unless asked to reprocess.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+from collections import Counter
 from datetime import datetime, timezone
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import schemas
 from .config import GlaveConfig
-from .errors import GlaveError
+from .errors import ConfigError, GlaveError, InfrastructureError, StoreError
 from .layout import RunLayout, index_key
-from .store import ArtifactStore, filesystem_for
+from .store import ArtifactStore, filesystem_for, retrying
 
 HASH_CHUNK = 8 * 1024 * 1024
 
 
+# Why an input was not taken: every file (and every odd entry) under the prefix is accounted for.
+NOT_VIDEO_EXTENSION = "not_a_video_extension"
+DIRECTORY_NAMED_LIKE_VIDEO = "directory_named_like_video"
+DANGLING_LINK = "dangling_link"
+SYMLINK_LOOP = "symlink_loop"
+UNREADABLE = "unreadable"
+NOT_REGULAR_FILE = "not_a_regular_file"
+DUPLICATE = "duplicate"
+ALREADY_ANNOTATED = "already_annotated"
+OVER_MAX_VIDEOS = "over_max_videos"
+
+
+def scan_inputs(input_uri: str, config: GlaveConfig) -> tuple[list[tuple[str, int]], list[dict[str, str]]]:
+    """Every entry under the input prefix: (URI, size) of the candidate videos, and one
+    ``{uri, reason, detail}`` for each entry not taken (wrong extension, a directory named like a
+    video, a dangling link, a symlink loop, an unreadable entry)."""
+    exts = {e.lower() for e in config.run.video_extensions}
+    if input_uri.startswith("s3://"):
+        return _scan_s3(input_uri, config, exts)
+    local = input_uri[len("file://"):] if input_uri.startswith("file://") else input_uri
+    return _scan_local(Path(local).expanduser(), exts)
+
+
 def list_inputs(input_uri: str, config: GlaveConfig) -> list[tuple[str, int]]:
     """(URI, size) of every file under the input prefix with a configured video extension."""
+    return scan_inputs(input_uri, config)[0]
+
+
+def _scan_s3(input_uri: str, config: GlaveConfig, exts: set[str]) -> tuple[list[tuple[str, int]], list[dict[str, str]]]:
     fs, base = filesystem_for(input_uri, config.store.s3)
-    exts = {e.lower() for e in config.run.video_extensions}
-    # A missing local folder or bucket is a typo to report; an S3 prefix with no objects yet is
-    # just a quiet night (S3 has no empty folders).
-    root = base if not input_uri.startswith("s3://") else base.split("/", 1)[0]
+    deadline = config.store.s3.retry_deadline_s
+    # A missing bucket is a typo to report; an S3 prefix with no objects yet is just a quiet night.
+    bucket = base.split("/", 1)[0]
     try:
-        if not fs.exists(root):
+        if not retrying("list", f"s3://{bucket}", lambda: fs.exists(bucket), deadline):
             raise GlaveError(f"input prefix not found: {input_uri}")
-        if fs.isfile(base):
-            found = {base: fs.info(base)}
+        if retrying("stat", input_uri, lambda: fs.isfile(base), deadline):
+            found = {base: retrying("stat", input_uri, lambda: fs.info(base), deadline)}
         else:
-            found = fs.find(base, detail=True)
+            found = retrying("list", input_uri, lambda: fs.find(base, detail=True, withdirs=True), deadline)
     except FileNotFoundError:
         raise GlaveError(f"input prefix not found: {input_uri}") from None
-    except PermissionError as exc:
-        raise GlaveError(f"input prefix not readable: {input_uri} ({exc})") from None
-    scheme = "s3://" if input_uri.startswith("s3://") else ""
-    out = []
+    taken: list[tuple[str, int]] = []
+    skipped: list[dict[str, str]] = []
     for path, info in sorted(found.items()):
-        if info.get("type") != "file" or PurePosixPath(path).suffix.lower() not in exts:
+        uri = f"s3://{path}"
+        suffix = PurePosixPath(path.rstrip("/")).suffix.lower()
+        if info.get("type") == "directory":
+            if suffix in exts:
+                skipped.append(_not_taken(uri, DIRECTORY_NAMED_LIKE_VIDEO, "a prefix (folder), not an object; "
+                                                                          "the objects under it were searched"))
+            continue  # other folders are just where files live
+        if path.endswith("/"):
+            continue  # a zero-byte folder marker, created by consoles; not an input
+        if suffix not in exts:
+            skipped.append(_not_taken(uri, NOT_VIDEO_EXTENSION, f"extension {suffix or '(none)'!r} is not one of "
+                                                                f"run.video_extensions"))
             continue
-        out.append((f"{scheme}{path}", int(info.get("size") or 0)))
-    return out
+        taken.append((uri, int(info.get("size") or 0)))
+    return taken, skipped
+
+
+def _scan_local(base: Path, exts: set[str]) -> tuple[list[tuple[str, int]], list[dict[str, str]]]:
+    if not base.exists() and not base.is_symlink():
+        raise GlaveError(f"input prefix not found: {base}")
+    taken: list[tuple[str, int]] = []
+    skipped: list[dict[str, str]] = []
+    if not base.is_dir():
+        if base.is_file():
+            taken.append((str(base.resolve()), base.stat().st_size))
+            return taken, skipped
+        raise GlaveError(f"input prefix is neither a file nor a folder: {base}")
+    root = base.resolve()
+    visited: set[str] = set()
+
+    def walk(folder: Path, shown: str, ancestors: tuple[str, ...]) -> None:
+        real = os.path.realpath(folder)
+        if real in ancestors:
+            skipped.append(_not_taken(shown, SYMLINK_LOOP, f"links back to {real}, a folder above it"))
+            return
+        if real in visited:
+            skipped.append(_not_taken(shown, DUPLICATE, f"the same folder as {real}, already searched"))
+            return
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(_not_taken(shown, UNREADABLE, exc.strerror or str(exc)))
+            return
+        for entry in entries:
+            path = f"{shown}/{entry.name}"
+            suffix = PurePosixPath(entry.name).suffix.lower()
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = entry.is_file(follow_symlinks=True)
+                if entry.is_symlink():
+                    os.stat(entry.path)  # raises for dangling links and loops
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    skipped.append(_not_taken(path, SYMLINK_LOOP, "a link that resolves to itself"))
+                elif exc.errno == errno.ENOENT:
+                    skipped.append(_not_taken(path, DANGLING_LINK, f"points to {os.readlink(entry.path)!r}, which is missing"))
+                else:
+                    skipped.append(_not_taken(path, UNREADABLE, exc.strerror or str(exc)))
+                continue
+            if is_dir:
+                if suffix in exts:
+                    skipped.append(_not_taken(path, DIRECTORY_NAMED_LIKE_VIDEO,
+                                              "a folder, not a video file; the files in it were searched"))
+                walk(Path(entry.path), path, (*ancestors, real))
+            elif not is_file:
+                skipped.append(_not_taken(path, NOT_REGULAR_FILE, "a socket, pipe or device"))
+            elif suffix not in exts:
+                skipped.append(_not_taken(path, NOT_VIDEO_EXTENSION,
+                                          f"extension {suffix or '(none)'!r} is not one of run.video_extensions"))
+            elif not os.access(entry.path, os.R_OK):
+                skipped.append(_not_taken(path, UNREADABLE, "no read permission"))
+            else:
+                taken.append((path, os.stat(entry.path).st_size))
+
+    walk(root, str(root), ())
+    return taken, skipped
+
+
+def _not_taken(uri: str, reason: str, detail: str) -> dict[str, str]:
+    return {"uri": uri, "reason": reason, "detail": detail}
 
 
 def content_hash(uri: str, config: GlaveConfig) -> str:
     fs, path = filesystem_for(uri, config.store.s3)
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+
+    def read() -> str:
+        digest = hashlib.sha256()
+        with fs.open(path, "rb") as fh:
+            while chunk := fh.read(HASH_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    return retrying("hash", uri, read, config.store.s3.retry_deadline_s if uri.startswith("s3://") else 0.0)
 
 
 def video_id_for(hash_hex: str) -> str:
@@ -89,35 +197,64 @@ def discover(
     so a retried DAG task never re-plans shards under stages that already ran.
     """
     layout = RunLayout(run_id)
+    if shard_size is not None and shard_size < 1:
+        raise ConfigError(f"shard size must be at least 1, got {shard_size}")
+    if max_videos is not None and max_videos < 1:
+        raise ConfigError(f"max videos must be at least 1, got {max_videos}")
     if store.exists(layout.manifest):
         return store.read_json(layout.manifest)
-    size = shard_size or config.run.shard_size
-    limit = max_videos or config.run.max_videos
+    from .lease import hold
+
+    # Two discovers of one run id (a retried task beside a slow first try): one plans, the other
+    # waits and returns that plan.
+    with hold(store, run_id, [("discover", None)], ttl_s=config.store.lease_ttl_s, wait_s=config.store.lease_wait_s):
+        if store.exists(layout.manifest):
+            return store.read_json(layout.manifest)
+        return _plan(store, config, input_uri, run_id, reprocess=reprocess,
+                     size=shard_size or config.run.shard_size, limit=max_videos or config.run.max_videos)
+
+
+def _plan(store: ArtifactStore, config: GlaveConfig, input_uri: str, run_id: str, *, reprocess: bool, size: int,
+          limit: int | None) -> dict[str, Any]:
+    layout = RunLayout(run_id)
     rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    skipped_annotated = duplicates = 0
-    for uri, nbytes in list_inputs(input_uri, config):
-        digest = content_hash(uri, config)
+    seen: dict[str, str] = {}
+    candidates, not_taken = scan_inputs(input_uri, config)
+    entries = len(candidates) + len(not_taken)
+    for uri, nbytes in candidates:
+        if limit is not None and len(rows) >= limit:
+            not_taken.append(_not_taken(uri, OVER_MAX_VIDEOS, f"the run takes at most {limit} videos (max_videos)"))
+            continue
+        try:
+            digest = content_hash(uri, config)
+        except (OSError, StoreError) as exc:
+            if isinstance(exc, InfrastructureError):
+                raise
+            not_taken.append(_not_taken(uri, UNREADABLE, str(exc)[:300]))
+            continue
         vid = video_id_for(digest)
         if vid in seen:
-            duplicates += 1
+            not_taken.append(_not_taken(uri, DUPLICATE, f"same content as {seen[vid]}"))
             continue
-        seen.add(vid)
+        seen[vid] = uri
         if not reprocess and is_annotated(store, config, vid):
-            skipped_annotated += 1
+            not_taken.append(_not_taken(uri, ALREADY_ANNOTATED, f"video {vid} was published by pipeline "
+                                                                f"{config.run.pipeline_version} (use --reprocess)"))
             continue
-        if limit is not None and len(rows) >= limit:
-            break
         rows.append({
             "video_id": vid, "content_hash": digest, "source_uri": uri,
             "file_name": PurePosixPath(uri).name, "size_bytes": nbytes, "shard": len(rows) // size,
         })
     shards = sorted({r["shard"] for r in rows})
+    reasons = Counter(n["reason"] for n in not_taken)
     store.write_table(layout.videos_table, schemas.rows_to_table(rows, schemas.VIDEOS), schemas.VIDEOS)
     manifest = {
         "run_id": run_id, "input_uri": input_uri, "created_at": datetime.now(timezone.utc).isoformat(),
         "pipeline_version": config.run.pipeline_version, "shard_size": size, "shards": shards,
-        "num_videos": len(rows), "skipped_already_annotated": skipped_annotated, "duplicates": duplicates,
+        "num_videos": len(rows), "skipped_already_annotated": reasons[ALREADY_ANNOTATED],
+        # Accounting: every entry seen is either a video of the run or listed as not taken.
+        "duplicates": reasons[DUPLICATE], "entries_seen": entries,
+        "not_taken": sorted(not_taken, key=lambda n: n["uri"]), "not_taken_by_reason": dict(sorted(reasons.items())),
     }
     store.write_json(layout.manifest, manifest)
     return manifest

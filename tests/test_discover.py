@@ -136,3 +136,38 @@ def test_hostile_file_names_are_ingested_under_safe_keys(tmp_path: Path, ingest_
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and not (p.resolve().is_relative_to(root)
                                                                         or p.resolve().is_relative_to(inbox.resolve())
                                                                         or "cache" in p.parts)]
+
+
+def test_every_entry_not_taken_is_listed_with_its_reason(store: ArtifactStore, tmp_path: Path) -> None:
+    import os
+
+    inbox = tmp_path / "inbox"
+    fill(inbox, 2)
+    (inbox / "notes.txt").write_text("not an input")
+    (inbox / "folder.mp4").mkdir()  # a directory named like a video
+    (inbox / "folder.mp4" / "inner.mp4").write_bytes(b"inner video")
+    os.symlink(inbox / "missing.mp4", inbox / "dangling.mp4")
+    os.symlink(inbox / "self.mp4", inbox / "self.mp4")  # a link to itself
+    os.symlink(inbox, inbox / "loop")  # a folder link back up
+    os.symlink(inbox / "clip0.mp4", inbox / "alias.mp4")  # same bytes through a link: clip0 is the duplicate
+    manifest = discover(store, make_config(tmp_path, max_videos=2), str(inbox), "night-1")
+    reasons = {Path(n["uri"]).name: n["reason"] for n in manifest["not_taken"]}
+    assert reasons == {
+        "notes.txt": "not_a_video_extension", "folder.mp4": "directory_named_like_video",
+        "dangling.mp4": "dangling_link", "self.mp4": "symlink_loop", "loop": "symlink_loop",
+        "clip0.mp4": "duplicate", "inner.mp4": "over_max_videos",
+    }
+    assert all(n["detail"] for n in manifest["not_taken"])
+    # Accounting: every entry seen is a video of the run or listed as not taken.
+    assert manifest["entries_seen"] == manifest["num_videos"] + len(manifest["not_taken"])
+    assert manifest["num_videos"] == 2
+
+
+def test_shard_size_and_max_videos_must_be_positive(store: ArtifactStore, tmp_path: Path) -> None:
+    from glave_tasks.errors import ConfigError
+
+    fill(tmp_path / "inbox", 1)
+    for kw in ({"shard_size": 0}, {"shard_size": -3}, {"max_videos": 0}, {"max_videos": -1}):
+        with pytest.raises(ConfigError, match="at least 1"):
+            discover(store, make_config(tmp_path), str(tmp_path / "inbox"), "night-1", **kw)  # type: ignore[arg-type]
+    assert not store.exists(RunLayout("night-1").manifest)  # nothing planned that later runs would keep
