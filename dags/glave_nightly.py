@@ -18,7 +18,10 @@ from airflow.sdk import DAG, Asset, Param, TriggerRule, task_group
 
 from glave_tasks.config import load_config
 from glave_tasks.stages import available
+from glave_tasks.language.model_server import server_needed
+from glave_tasks.stages import stage_class
 from operators.factory import glave_task, stage_task
+from operators.model_server import model_server_task
 from operators.publishing import dataset_asset_uri
 
 CONFIG_URI = os.environ.get("GLAVE_CONFIG") or ""
@@ -59,6 +62,15 @@ with DAG(
         flags=("--json",), result_key="shards",
     )
 
+    # One model server per run (engine backend vllm): started once as a setup task while ingest
+    # and track run, used by caption, bridge and qa of every shard, torn down even on failure.
+    server_start = server_stop = None
+    if server_needed(config):
+        server_start = model_server_task(config, "start", run_id=RUN_ID, **PARAMS)
+        server_stop = model_server_task(config, "stop", run_id=RUN_ID, **PARAMS,
+                                        trigger_rule=TriggerRule.ALL_DONE)
+        discover >> server_start
+
     @task_group(group_id="shard")
     def per_shard(shard: int) -> None:
         previous = None
@@ -68,6 +80,8 @@ with DAG(
                                  trigger_rule=TriggerRule.NONE_FAILED if previous is not None else TriggerRule.ALL_SUCCESS)
             if previous is not None:
                 previous >> current
+            if server_start is not None and server_stop is not None and stage_class(name).family == "llm":
+                server_start >> current >> server_stop  # the server lives from the first to the last LLM stage
             previous = current
 
     shards = per_shard.expand(shard=discover.output)
@@ -80,3 +94,5 @@ with DAG(
                             trigger_rule=TriggerRule.ALL_DONE)
 
     discover >> shards >> report >> publish >> mlflow_log
+    if server_start is not None and server_stop is not None:
+        server_stop.as_teardown(setups=server_start)  # runs even when shards failed

@@ -98,15 +98,69 @@ def stage(name: str, run_id: str, shard: int, force: bool, config_path: str | No
 def _format_outcome(o: dict[str, Any]) -> str:
     counts = ", ".join(f"{k}={v}" for k, v in (o["counts"] or {}).items())
     return (f"{o['stage']} shard {o['shard']}: {o['status']}; videos ok {o['videos_ok']}/{o['videos_in']}, "
+    from .language.model_server import attach
             f"failed {o['videos_failed']}; {counts}; {o['duration_s']} s")
 
 
 @cli.command()
+    cfg = attach(cfg, st, run_id)  # engine stages: the run's model server, when there is one
 @click.option("--input", "input_uri", required=True, help="Input prefix (folder or s3:// prefix).")
 @click.option("--run-id", default=None, help="Defaults to local-<UTC timestamp>.")
 @click.option("--reprocess", is_flag=True)
 @click.option("--stages", "stage_list", default=None, help="Comma-separated subset of stages.")
 @click.option("--force", is_flag=True)
+@cli.group(name="model-server")
+def model_server() -> None:
+    """The run's model server (engine backend vllm, model_server.mode per_run)."""
+
+
+@model_server.command(name="start")
+@click.option("--run-id", required=True)
+@config_opt
+@store_opt
+@json_opt
+def model_server_start(run_id: str, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Start the run's local vLLM server (or find it running); nothing to do for other engines."""
+    from .language import model_server as ms
+
+    cfg, st = _open(config_path, store)
+    if not ms.server_needed(cfg):
+        _emit({"run_id": run_id, "needed": False}, as_json, lambda r: "no model server needed for this engine")
+        return
+    record = ms.start_local(cfg, st, run_id)
+    _emit(record, as_json, lambda r: f"model server {r['model']} ready at {r['url']} in {r['startup_s']} s")
+
+
+@model_server.command(name="stop")
+@click.option("--run-id", required=True)
+@config_opt
+@store_opt
+@json_opt
+def model_server_stop(run_id: str, config_path: str | None, store: str | None, as_json: bool) -> None:
+    """Stop the run's local vLLM server; safe when none runs."""
+    from .language import model_server as ms
+
+    _, st = _open(config_path, store)
+    record = ms.stop_local(st, run_id)
+    _emit(record or {"run_id": run_id, "stopped": False}, as_json,
+          lambda r: f"model server of run {run_id} stopped" if r.get("stopped_at") else "no model server recorded")
+
+
+@model_server.command(name="serve")
+@click.option("--port", type=int, default=None, help="Default: the Service port (8000).")
+@config_opt
+def model_server_serve(port: int | None, config_path: str | None) -> None:
+    """Resolve the weights (S3 included) and exec `vllm serve` in the foreground (the server pod)."""
+    import os
+
+    from .language import model_server as ms
+
+    cfg = load_config(config_path)
+    argv = ["vllm", "serve", *ms.serve_args(cfg, ms.model_source(cfg), host="0.0.0.0",
+                                             port=port or ms.SERVICE_PORT, device=ms.resolved_device(cfg))]
+    os.execvpe(argv[0], argv, ms.server_env(cfg))
+
+
 @click.option("--mlflow", "log_mlflow", is_flag=True, help="Log the run to MLflow afterwards (config.mlflow).")
 @config_opt
 @store_opt

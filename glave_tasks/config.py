@@ -206,6 +206,24 @@ class CheckThreshold(Section):
     fail: float | None = None
     critical: bool = False
 
+class ModelServerConfig(Section):
+    """One OpenAI-compatible vLLM server per run and model, shared by caption, bridge and qa
+    (``glave_tasks/language/model_server.py``). Used when the engine backend is ``vllm`` and
+    ``mode`` is ``per_run``; ``in_process`` keeps the offline engine inside each stage process
+    (one-off runs). Not part of any fingerprint: where the model runs does not change the output."""
+
+    mode: Literal["per_run", "in_process"] = "per_run"
+    # Set by the run's lifecycle (or by hand, to use a server that is already running).
+    url: str | None = None
+    host: str = "127.0.0.1"  # embedded default: the local server listens here
+    port: int = Field(0, ge=0, le=65535)  # 0: a free port (local); pods use the Service port 8000
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda where nvidia-smi is found
+    python: str | None = None  # interpreter with vLLM; default orchestration.local_python.llm
+    startup_timeout_s: float = Field(900.0, gt=0)
+    cpu_kv_cache_gib: int = Field(2, ge=1)  # VLLM_CPU_KVCACHE_SPACE on CPU hosts
+    extra_args: list[str] = Field(default_factory=list)  # more `vllm serve` flags
+
+
 
 class ValidateConfig(Section):
     caption_min_chars: int = Field(20, ge=0)
@@ -339,6 +357,7 @@ class GlaveConfig(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)
+    model_server: ModelServerConfig = Field(default_factory=ModelServerConfig)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

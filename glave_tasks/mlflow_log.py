@@ -197,6 +197,11 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
                 logged_models[f"{name}"] = _register_model(client, name, one, child_id, {"glave.run_id": run_id, "glave.stage": stage})
         client.set_terminated(child_id, "FINISHED")
         stages_logged.append(stage)
+    from .language.model_server import describe
+
+    server_params, server_metrics = describe(config, store, run_id)  # the run's model server, if any
+    _log_params(client, client.get_run(parent_id), {k: v[:MAX_PARAM_CHARS] for k, v in server_params.items()})
+    _log_metrics(client, parent_id, server_metrics)
     _log_metrics(client, parent_id, totals)
 
     report_keys = store.list(RunLayout(run_id).report_prefix)

@@ -22,8 +22,12 @@ class EngineStage(Stage):
 
     def resources(self) -> Resources:
         from . import engine_resources
+        from .model_server import server_needed
 
-        return Resources(cpu="1", memory=self.cpu_memory).union(engine_resources(self.config.caption.engine))
+        own = Resources(cpu="1", memory=self.cpu_memory)
+        if server_needed(self.config):
+            return own  # a client of the run's model server: a CPU pod
+        return own.union(engine_resources(self.config.caption.engine))
 
     def model_ids(self) -> dict[str, str]:
         from . import engine_ids
@@ -33,7 +37,11 @@ class EngineStage(Stage):
     def setup(self) -> None:
         if self.engine is None:
             from . import build_engine
+            from .model_server import connect, server_needed
 
+            if server_needed(self.config):
+                self.engine = connect(self.config)  # the run's model server, started once per run
+                return
             self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
                                        s3=self.config.store.s3)
 

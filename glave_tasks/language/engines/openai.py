@@ -36,6 +36,8 @@ MAX_RETRY_AFTER_S = 30.0
 
 class OpenAIEngine(ServedModel):
     generator = "openai"
+    # Off for a vLLM server on CPU, which cannot seed single requests (model_server.connect).
+    per_request_seed = True
 
     def __init__(self, config: EngineConfig, **_: Any) -> None:
         import openai
@@ -63,7 +65,7 @@ class OpenAIEngine(ServedModel):
             model=self.config.model, messages=[{"role": "user", "content": _content(req)}],
             temperature=s.temperature, top_p=s.top_p, max_tokens=req.max_tokens or s.max_tokens,
         )
-        if s.seed is not None:
+        if s.seed is not None and self.per_request_seed:
             kwargs["seed"] = s.seed + 1000 * req.attempt
         if req.json_schema is not None:
             kwargs["response_format"] = {"type": "json_schema",

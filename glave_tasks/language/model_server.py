@@ -1,0 +1,358 @@
+"""One model server per run and model: caption, bridge and qa become clients of it.
+
+When the engine backend is ``vllm`` and ``model_server.mode`` is ``per_run`` (the default), the
+run starts one OpenAI-compatible ``vllm serve`` before the first engine stage and stops it after
+the last one, failed or not. Every engine stage of every shard then sends its requests to that
+server over HTTP (the ``openai`` engine), so the weights load and the engine warms up once per run
+instead of once per stage per shard, and requests of concurrent shards share the server's
+continuous batches. The stage pods need no GPU.
+
+Lifecycle here (embedded default: a local process):
+
+    record = start_local(config, store, run_id)   # spawn, wait for /health and the model, record it
+    config = attach(config, store, run_id)        # stages: the server's URL from the run's record
+    engine = connect(config)                      # an HTTP client engine for that server
+    stop_local(store, run_id)                     # SIGTERM the process group, SIGKILL if it lingers
+
+The record (``runs/<run_id>/model_server/endpoint.json``) is the hand-off between the process
+that started the server and the stage processes: URL, served model, revision, the full command
+line, start time and how many engine starts the run paid. In Kubernetes the server is a
+Deployment + Service started by the DAG's setup task (``operators/model_server.py``); its URL is
+the Service's DNS name, derived from the run id, so no record is needed to find it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import EngineConfig, GlaveConfig
+from ..errors import ConfigError
+from ..keys import join_key
+from ..layout import RunLayout
+from ..store import ArtifactStore
+from .types import EngineError
+
+log = logging.getLogger(__name__)
+
+SERVICE_PORT = 8000  # the port the server listens on in its pod and the Service exposes
+# Structured answers must terminate even when a model rambles: xgrammar, no free whitespace
+# (the same setting as the in-process engine).
+STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
+
+
+def engine_config(config: GlaveConfig) -> EngineConfig:
+    """The engine shared by caption, bridge and qa."""
+    return config.caption.engine
+
+
+def server_needed(config: GlaveConfig) -> bool:
+    """Whether this run's engine stages are clients of a per-run model server."""
+    return engine_config(config).backend == "vllm" and config.model_server.mode == "per_run"
+
+
+def served_name(engine: EngineConfig) -> str:
+    """The model name requests ask for (and rows record): the configured model id."""
+    source = engine.model or engine.weights
+    if not source:
+        raise ConfigError("the vllm engine needs model or weights")
+    return engine.model or Path(str(source).rstrip("/")).name
+
+
+def record_key(run_id: str) -> str:
+    return join_key(RunLayout(run_id).prefix, "model_server", "endpoint.json")
+
+
+def resolved_device(config: GlaveConfig) -> str:
+    device = config.model_server.device
+    if device == "auto":
+        device = "cuda" if shutil.which("nvidia-smi") else "cpu"
+    return device
+
+
+def serve_args(config: GlaveConfig, model_path: str, *, host: str, port: int, device: str) -> list[str]:
+    """``vllm serve`` arguments for the configured engine (the same ones in a pod and locally)."""
+    e = engine_config(config)
+    args = [
+        model_path, "--served-model-name", served_name(e), "--host", host, "--port", str(port),
+        "--dtype", e.dtype, "--max-model-len", str(e.max_model_len),
+        "--tensor-parallel-size", str(e.tensor_parallel_size),
+        # Attention and differential prompts always carry two frames.
+        "--limit-mm-per-prompt", json.dumps({"image": max(2, e.max_images_per_prompt)}),
+        "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS),
+        "--seed", str(e.sampling.seed or 0),
+    ]
+    if e.weights:
+        args += ["--tokenizer", model_path]
+    elif e.revision:
+        args += ["--revision", e.revision]
+    if device != "cpu":
+        # On CPU the KV cache is sized by VLLM_CPU_KVCACHE_SPACE; a GPU-style fraction of host
+        # memory can leave it a negative budget.
+        args += ["--gpu-memory-utilization", str(e.gpu_memory_utilization)]
+    return args + list(config.model_server.extra_args)
+
+
+def server_env(config: GlaveConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: offline hubs, no telemetry, the CPU KV cache size."""
+    from ..compat.subprocesses import export_to_subprocesses
+
+    env = dict(os.environ if base is None else base)
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"})
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.model_server.cpu_kv_cache_gib))
+    # vLLM's engine core runs in child processes; on CPU torch they need the torchvision fallback.
+    return export_to_subprocesses(env)
+
+
+def model_source(config: GlaveConfig) -> str:
+    """A local path (weights resolved into the cache, S3 included) or a model id."""
+    e = engine_config(config)
+    if e.weights:
+        from ..weights import resolve_weights
+
+        return str(resolve_weights(e.weights, config.store.local_cache, config.store.s3))
+    return served_name(e)
+
+
+def server_python(config: GlaveConfig) -> str:
+    return config.model_server.python or config.orchestration.local_python.get("llm") or sys.executable
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+# -- local process ------------------------------------------------------------------------------
+def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    """Start the run's server as a local process (or find it running) and record it."""
+    if not server_needed(config):
+        raise ConfigError("no model server needed: the engine is not vllm with model_server.mode per_run")
+    existing = read_record(store, run_id)
+    if existing and not existing.get("stopped_at") and _alive(existing.get("pid")) and _healthy(existing["url"]):
+        log.info("model server of run %s already up at %s", run_id, existing["url"])
+        return existing
+    ms = config.model_server
+    device = resolved_device(config)
+    port = ms.port or free_port(ms.host)
+    base = f"http://{ms.host}:{port}"
+    argv = [server_python(config), "-m", "vllm.entrypoints.cli.main", "serve",
+            *serve_args(config, model_source(config), host=ms.host, port=port, device=device)]
+    log_path = Path(config.store.local_cache) / "model_server" / f"{run_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    log.info("starting model server: %s", " ".join(argv))
+    with open(log_path, "ab") as out:
+        # Its own session: the server outlives the command that started it (a setup task) and is
+        # stopped as a whole process group (vLLM's engine core is a child process).
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=server_env(config), start_new_session=True)
+    try:
+        wait_ready(base, served_name(engine_config(config)), ms.startup_timeout_s, proc=proc, log_path=log_path)
+    except BaseException:
+        _stop_group(proc.pid)
+        raise
+    e = engine_config(config)
+    record = {
+        "run_id": run_id, "kind": "local", "url": f"{base}/v1", "model": served_name(e), "revision": e.revision,
+        "weights": e.weights, "device": device, "argv": argv, "flags": argv[5:], "pid": proc.pid,
+        "log": str(log_path), "started_at": datetime.now(UTC).isoformat(),
+        "startup_s": round(time.perf_counter() - started, 3),
+        "engine_starts": int((existing or {}).get("engine_starts", 0)) + 1,
+    }
+    store.write_json(record_key(run_id), record)
+    log.info("model server %s ready at %s in %.1f s", record["model"], record["url"], record["startup_s"])
+    return record
+
+
+def stop_local(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
+    """Stop the run's local server, if one was recorded; safe to call twice."""
+    record = read_record(store, run_id)
+    if record is None:
+        return None
+    if record.get("kind") == "local" and not record.get("stopped_at"):
+        pid = record.get("pid")
+        if _alive(pid) and _is_server(pid):
+            _stop_group(int(pid))
+        record["stopped_at"] = datetime.now(UTC).isoformat()
+        store.write_json(record_key(run_id), record)
+        log.info("model server of run %s stopped", run_id)
+    return record
+
+
+def read_record(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
+    key = record_key(run_id)
+    if not store.exists(key):
+        return None
+    record: dict[str, Any] = store.read_json(key)
+    return record
+
+
+def wait_ready(base: str, model: str, timeout_s: float, *, proc: subprocess.Popen[bytes] | None = None,
+               log_path: Path | None = None) -> None:
+    """Block until ``base`` answers /health and lists ``model``; fail early if the process dies."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise EngineError(f"model server exited with code {proc.returncode} before it was ready: "
+                              f"{_tail(log_path)}")
+        if _healthy(base + "/v1") and model in _models(base):
+            return
+        time.sleep(1.0)
+    raise EngineError(f"model server at {base} not ready within {timeout_s:g} s "
+                      f"(model_server.startup_timeout_s): {_tail(log_path)}")
+
+
+def _healthy(url: str) -> bool:
+    base = url[:-3] if url.endswith("/v1") else url
+    try:
+        with urllib.request.urlopen(base + "/health", timeout=5) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _models(base: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(base + "/v1/models", timeout=5) as resp:
+            return [m.get("id", "") for m in json.load(resp).get("data", [])]
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+
+
+def _tail(path: Path | None, lines: int = 15) -> str:
+    if path is None or not path.exists():
+        return "(no log)"
+    text = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    return " | ".join(text) + f" (log: {path})"
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_server(pid: int) -> bool:
+    """The pid still belongs to a vLLM server (pids are reused after a reboot or a long night)."""
+    try:
+        return b"vllm" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the record
+
+
+def _stop_group(pid: int, grace_s: float = 30.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+        except ChildProcessError:
+            pass
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# -- Kubernetes --------------------------------------------------------------------------------
+def service_name(run_id: str) -> str:
+    """A DNS-1123 name for the run's Deployment and Service (<= 63 characters)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+    import hashlib
+
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"glave-model-{slug[:40].strip('-')}-{digest}"
+
+
+def service_url(config: GlaveConfig, run_id: str) -> str:
+    return f"http://{service_name(run_id)}.{config.orchestration.k8s.namespace}.svc:{SERVICE_PORT}/v1"
+
+
+# -- stages: find and connect --------------------------------------------------------------------
+def attach(config: GlaveConfig, store: ArtifactStore, run_id: str) -> GlaveConfig:
+    """``config`` with the run's server URL filled in, when the engine stages need one."""
+    if not server_needed(config) or config.model_server.url:
+        return config
+    if config.orchestration.executor == "kubernetes":
+        url, device = service_url(config, run_id), "cuda"
+    else:
+        record = read_record(store, run_id)
+        if record is None or record.get("stopped_at"):
+            return config  # connect() says what is missing
+        url, device = record["url"], record.get("device", "auto")
+    server = config.model_server.model_copy(update={"url": url, "device": device})
+    return config.model_copy(update={"model_server": server})
+
+
+def connect(config: GlaveConfig) -> Any:
+    """An HTTP client engine for the run's server; rows say ``vllm`` and the served model."""
+    from .engines.openai import OpenAIEngine
+
+    ms, e = config.model_server, engine_config(config)
+    if not ms.url:
+        raise ConfigError("the engine stages are clients of the run's model server (model_server.mode: per_run) "
+                          "but none is running: `glave run` starts it, the DAG's model_server_start task starts "
+                          "it, `glave model-server start --run-id R` starts one by hand; or set "
+                          "model_server.mode: in_process")
+    client = e.model_copy(update={"backend": "openai", "base_url": ms.url, "model": served_name(e)})
+    engine = OpenAIEngine(client)
+    engine.generator = "vllm"
+    engine.model_revision = e.revision
+    # vLLM's CPU backend cannot honour per-request seeds when a prefill is split across steps;
+    # the server's own --seed applies there.
+    engine.per_request_seed = resolved_device(config) != "cpu"
+    return engine
+
+
+def describe(config: GlaveConfig, store: ArtifactStore, run_id: str) -> tuple[dict[str, str], dict[str, float]]:
+    """MLflow parameters and metrics of the run's server (none when the run had no server).
+
+    A local server is described by its record (flags as launched, start time, engine starts);
+    a Kubernetes server by the flags its Deployment is rendered with."""
+    record = read_record(store, run_id)
+    if record is None:
+        if not server_needed(config) or config.orchestration.executor != "kubernetes":
+            return {}, {}
+        e = engine_config(config)
+        record = {"model": served_name(e), "revision": e.revision, "weights": e.weights, "device": "cuda",
+                  "flags": serve_args(config, e.weights or served_name(e), host="0.0.0.0", port=SERVICE_PORT,
+                                      device="cuda")[1:]}
+    metrics = {k: float(record[k]) for k in ("engine_starts", "startup_s") if isinstance(record.get(k), (int, float))}
+    return mlflow_params(record), {f"model_server.{k}": v for k, v in metrics.items()}
+
+
+def mlflow_params(record: dict[str, Any]) -> dict[str, str]:
+    """What MLflow records about the run's server: model, revision, weights and flags."""
+    return {"model_server.model": str(record.get("model") or ""),
+            "model_server.revision": str(record.get("revision") or ""),
+            "model_server.weights": str(record.get("weights") or ""),
+            "model_server.device": str(record.get("device") or ""),
+            "model_server.flags": " ".join(str(a) for a in record.get("flags", []))}

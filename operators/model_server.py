@@ -1,0 +1,170 @@
+"""The run's model server as Airflow setup and teardown tasks.
+
+Kubernetes: a Deployment (one replica, the LLM image, the GPU, a readiness probe on vLLM's
+``/health``) and a ClusterIP Service named after the run; the setup task applies both and waits
+until the Deployment is available, the teardown task deletes them (teardowns run even when the
+shards failed). Stage pods reach it at :func:`glave_tasks.language.model_server.service_url`.
+Embedded default: ``glave model-server start|stop`` as local subprocesses (a ``vllm serve``
+process of the LLM environment).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from glave_tasks.config import GlaveConfig
+from glave_tasks.contract import Resources
+from glave_tasks.language.model_server import SERVICE_PORT, served_name, service_name
+
+SERVER_LABEL = "glave.io/model-server"
+
+
+def server_resources(config: GlaveConfig) -> Resources:
+    """What the server pod needs: the engine's declared resources (GPUs included)."""
+    from glave_tasks.language import engine_resources
+
+    return engine_resources(config.caption.engine)
+
+
+def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = None) -> list[dict[str, Any]]:
+    """The Deployment and Service of the run's server, as the API server receives them."""
+    from kubernetes.client import ApiClient
+    from kubernetes.client import models as k8s
+
+    from .pod_spec import (
+        container_resources,
+        container_security_context,
+        env_vars,
+        image_for,
+        pod_security_context,
+        scratch_volumes,
+        secret_sources,
+    )
+
+    k = config.orchestration.k8s
+    name = service_name(run_id)
+    res = server_resources(config)
+    labels = {"app.kubernetes.io/name": "glave", "app.kubernetes.io/part-of": "glave",
+              "app.kubernetes.io/component": "model-server", "glave.io/family": "llm", SERVER_LABEL: name}
+    args = ["model-server", "serve", "--port", str(SERVICE_PORT)]
+    if config_uri:
+        args += ["--config", config_uri]
+    volumes, mounts = scratch_volumes(config, "llm")
+    probe = k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"),
+                        period_seconds=10, timeout_seconds=5, failure_threshold=3)
+    container = k8s.V1Container(
+        name="vllm", image=image_for(config, "llm"), image_pull_policy=k.image_pull_policy,
+        command=["glave"], args=args,
+        ports=[k8s.V1ContainerPort(name="http", container_port=SERVICE_PORT, protocol="TCP")],
+        env=[k8s.V1EnvVar(name=n, value=v) for n, v in sorted(env_vars(config).items())],
+        env_from=secret_sources(config, "llm"), resources=container_resources(res), volume_mounts=mounts,
+        security_context=container_security_context(config),
+        # Weights download and CUDA graph capture take minutes: the startup probe allows for it,
+        # the readiness probe gates traffic, the liveness probe restarts a wedged engine.
+        startup_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"), period_seconds=10,
+                                  failure_threshold=max(1, int(config.model_server.startup_timeout_s // 10))),
+        readiness_probe=probe, liveness_probe=probe,
+    )
+    gpu = res.gpus > 0
+    pod = k8s.V1PodSpec(
+        containers=[container], service_account_name=k.service_account, automount_service_account_token=False,
+        security_context=pod_security_context(config), volumes=volumes,
+        node_selector=dict(k.gpu_node_selector) if gpu else None,
+        tolerations=[k8s.V1Toleration(**t) for t in k.gpu_tolerations] if gpu else None,
+        priority_class_name=k.gpu_priority_class if gpu else k.priority_class,
+    )
+    deployment = k8s.V1Deployment(
+        api_version="apps/v1", kind="Deployment",
+        metadata=k8s.V1ObjectMeta(name=name, namespace=k.namespace, labels=labels,
+                                  annotations={"glave.io/run-id": run_id,
+                                               "glave.io/model": served_name(config.caption.engine)}),
+        spec=k8s.V1DeploymentSpec(
+            replicas=1, selector=k8s.V1LabelSelector(match_labels={SERVER_LABEL: name}),
+            # One GPU server: the old pod goes before a new one is scheduled.
+            strategy=k8s.V1DeploymentStrategy(type="Recreate"),
+            template=k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=labels), spec=pod),
+        ),
+    )
+    service = k8s.V1Service(
+        api_version="v1", kind="Service",
+        metadata=k8s.V1ObjectMeta(name=name, namespace=k.namespace, labels=labels),
+        spec=k8s.V1ServiceSpec(type="ClusterIP", selector={SERVER_LABEL: name},
+                               ports=[k8s.V1ServicePort(name="http", port=SERVICE_PORT, target_port="http",
+                                                        protocol="TCP")]),
+    )
+    client = ApiClient()
+    return [client.sanitize_for_serialization(deployment), client.sanitize_for_serialization(service)]
+
+
+class ModelServerOperator(BaseOperator):
+    """Setup (``action="start"``) or teardown (``"stop"``) of the run's server in Kubernetes."""
+
+    template_fields = ("run_id", "config_uri")
+    ui_color = "#f3e8f8"
+
+    def __init__(self, *, glave_config: GlaveConfig, action: str, run_id: str, config_uri: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if action not in ("start", "stop"):
+            raise ValueError(f"action must be start or stop, not {action!r}")
+        self.glave_config, self.action, self.run_id, self.config_uri = glave_config, action, run_id, config_uri
+
+    def _apis(self) -> tuple[Any, Any]:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        from kubernetes import client
+
+        k = self.glave_config.orchestration.k8s
+        api = KubernetesHook(conn_id=k.kubernetes_conn_id, in_cluster=k.in_cluster).api_client
+        return client.AppsV1Api(api), client.CoreV1Api(api)
+
+    def execute(self, context: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        apps, core = self._apis()
+        ns = self.glave_config.orchestration.k8s.namespace
+        name = service_name(str(self.run_id))
+        if self.action == "stop":
+            for delete in (apps.delete_namespaced_deployment, core.delete_namespaced_service):
+                try:
+                    delete(name, ns)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            self.log.info("model server %s deleted", name)
+            return None
+        config_uri = self.config_uri if self.config_uri not in (None, "", "None") else None
+        deployment, service = server_manifests(self.glave_config, str(self.run_id), config_uri)
+        for create, replace, body in ((apps.create_namespaced_deployment, apps.replace_namespaced_deployment, deployment),
+                                      (core.create_namespaced_service, core.patch_namespaced_service, service)):
+            try:
+                create(ns, body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                replace(name, ns, body)  # a retried setup task: same name, same run
+        started = time.monotonic()
+        timeout = self.glave_config.model_server.startup_timeout_s
+        while time.monotonic() - started < timeout:
+            status = apps.read_namespaced_deployment_status(name, ns).status
+            if (status.available_replicas or 0) >= 1:
+                self.log.info("model server %s ready in %.0f s", name, time.monotonic() - started)
+                return {"service": name, "ready_s": round(time.monotonic() - started, 1)}
+            time.sleep(10)
+        raise TimeoutError(f"model server {name} not available within {timeout:g} s (model_server.startup_timeout_s)")
+
+
+def model_server_task(config: GlaveConfig, action: str, *, run_id: str, config_uri: str | None = None,
+                      store_uri: str | None = None, **airflow_kwargs: Any) -> Any:
+    """The setup or teardown task of the run's server, for the configured executor."""
+    task_id = f"model_server_{action}"
+    if config.orchestration.executor == "kubernetes":
+        return ModelServerOperator(task_id=task_id, glave_config=config, action=action, run_id=run_id,
+                                   config_uri=config_uri, **airflow_kwargs)
+    from .factory import glave_task
+
+    return glave_task(config, task_id=task_id, subcommand=["model-server", action], run_id=run_id,
+                      config_uri=config_uri, store_uri=store_uri, flags=("--json",),
+                      timeout_min=int(config.model_server.startup_timeout_s // 60) + 5, **airflow_kwargs)
