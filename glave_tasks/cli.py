@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -12,14 +14,24 @@ import click
 
 from .config import GlaveConfig, load_config
 from .errors import GlaveError
+from .keys import validate_run_id
 from .store import ArtifactStore, open_store
+
+
+# The real stdout, saved by main(): while a command runs, sys.stdout points at stderr so that
+# third-party banners (Ultralytics' settings notice, progress prints) never mix into results.
+_RESULTS_OUT: list[Any] = []
+
+
+def _out() -> Any:
+    return _RESULTS_OUT[-1] if _RESULTS_OUT else sys.stdout
 
 
 def _emit(obj: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
     if as_json:
-        click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+        click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str), file=_out())
     else:
-        click.echo(human(obj) if human else json.dumps(obj, indent=2, default=str))
+        click.echo(human(obj) if human else json.dumps(obj, indent=2, default=str), file=_out())
 
 
 def _open(config: str | None, store: str | None) -> tuple[GlaveConfig, ArtifactStore]:
@@ -56,8 +68,8 @@ def cli(verbose: bool) -> None:
 @click.option("--input", "input_uri", required=True, help="Input prefix (folder or s3:// prefix).")
 @click.option("--run-id", required=True)
 @click.option("--reprocess", is_flag=True, help="Include videos this pipeline version already annotated.")
-@click.option("--shard-size", type=int, default=None)
-@click.option("--max-videos", type=int, default=None)
+@click.option("--shard-size", type=click.IntRange(min=1), default=None, help="Videos per shard (>= 1).")
+@click.option("--max-videos", type=click.IntRange(min=1), default=None, help="At most this many videos (>= 1).")
 @config_opt
 @store_opt
 @json_opt
@@ -77,7 +89,7 @@ def discover(input_uri: str, run_id: str, reprocess: bool, shard_size: int | Non
 @cli.command()
 @click.argument("name")
 @click.option("--run-id", required=True)
-@click.option("--shard", type=int, required=True)
+@click.option("--shard", type=click.IntRange(min=0), required=True)
 @click.option("--force", is_flag=True, help="Redo the shard even if committed with the same fingerprint.")
 @config_opt
 @store_opt
@@ -171,7 +183,9 @@ def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | N
     from .local_run import run_pipeline
 
     cfg, st = _open(config_path, store)
-    run_id = run_id or datetime.now(timezone.utc).strftime("local-%Y%m%dT%H%M%S")
+    # Only an absent --run-id gets the default; an empty one is refused like any invalid id.
+    run_id = run_id if run_id is not None else datetime.now(timezone.utc).strftime("local-%Y%m%dT%H%M%S")
+    validate_run_id(run_id)
     stages = stage_list.split(",") if stage_list else None
     result = run_pipeline(st, cfg, input_uri, run_id, stages=stages, reprocess=reprocess, force=force,
                           show_progress=not as_json)
@@ -181,6 +195,15 @@ def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | N
         result["mlflow"] = log_run(st, cfg, run_id)
     _emit(result, as_json, lambda r: _format_run(r) + (
         f"\n  mlflow run {r['mlflow']['mlflow_run_id']} at {r['mlflow']['tracking_uri']}" if "mlflow" in r else ""))
+    # Exit status tells the truth: any failed stage shard, or a blocked publish, is a failed run.
+    if result.get("aborted"):
+        click.echo(f"error: run {run_id} stopped: {result['aborted']}", err=True)
+        raise click.exceptions.Exit(3)
+    if result["failed"] or result.get("publish_blocked"):
+        failed = ", ".join(f"{f['stage']}[{f['shard']}]" for f in result["failed"]) or "none"
+        click.echo(f"error: run {run_id} did not complete: failed stage shards: {failed}"
+                   + (f"; not published: {result['publish_blocked']}" if result.get("publish_blocked") else ""), err=True)
+        raise click.exceptions.Exit(1)
 
 
 def _format_run(r: dict[str, Any]) -> str:
@@ -193,6 +216,8 @@ def _format_run(r: dict[str, Any]) -> str:
         lines.append(f"  published {r['published']['videos']} videos to {r['published']['published_to']}")
     if r.get("publish_blocked"):
         lines.append(f"  NOT PUBLISHED: {r['publish_blocked']}")
+    if r.get("publish_skipped"):
+        lines.append(f"  nothing to publish: {r['publish_skipped']}")
     return "\n".join(lines)
 
 
@@ -224,7 +249,7 @@ def render_pods(run_id: str, overlay: str | None, shard: int, config_path: str |
 
     cfg = config_for(config_path, overlay)
     manifests = do_render(cfg, run_id, shard, config_uri=config_path, store_uri=store or cfg.store.root)
-    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False, file=_out())
 
 
 @cli.command()
@@ -315,12 +340,16 @@ def export(run_id: str, out_uri: str, config_path: str | None, store: str | None
 @config_opt
 @store_opt
 @json_opt
-def publish(run_id: str, out_uri: str | None, config_path: str | None, store: str | None, as_json: bool) -> None:
-    """Publish a run unless a critical check failed; mark its videos annotated."""
+@click.option("--allow-partial", is_flag=True, help="Publish although some stage shards failed or are missing "
+              "(their videos are left out and listed in the dataset card).")
+def publish(run_id: str, out_uri: str | None, config_path: str | None, store: str | None, as_json: bool,
+            allow_partial: bool) -> None:
+    """Publish a complete run (every stage shard committed, no critical check failed, at least one
+    video); mark its videos annotated. Refusals exit 2 and say why."""
     from .publish import publish as do_publish
 
     cfg, st = _open(config_path, store)
-    result = do_publish(st, cfg, run_id, out_uri)
+    result = do_publish(st, cfg, run_id, out_uri, allow_partial=allow_partial)
     _emit(result, as_json, lambda r: f"published {r['videos']} videos of {r['run_id']} to {r['published_to']}")
 
 
@@ -338,18 +367,47 @@ def report(run_id: str, config_path: str | None, store: str | None, as_json: boo
     _emit(result, as_json, lambda r: f"report: {r['html']}")
 
 
+def _quiet_third_parties() -> None:
+    """Third-party libraries keep their settings and caches out of $HOME and quiet on stdout."""
+    import tempfile
+    from pathlib import Path
+
+    base = Path(os.environ.get("GLAVE_STATE_DIR") or Path(tempfile.gettempdir()) / f"glave-{os.getuid()}")
+    for var, sub in (("YOLO_CONFIG_DIR", "ultralytics"), ("MPLCONFIGDIR", "matplotlib")):
+        if var not in os.environ:
+            os.environ[var] = str(base / sub)
+            Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    verbose = any(a in ("-v", "--verbose") for a in args[:1])
+    _quiet_third_parties()
+    _RESULTS_OUT.append(sys.stdout)
     try:
-        rc = cli.main(args=argv, standalone_mode=False)
+        with contextlib.redirect_stdout(sys.stderr):
+            rc = cli.main(args=args, standalone_mode=False)
     except GlaveError as exc:
         click.echo(f"error: {exc}", err=True)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - a bug or an unclassified fault: one line unless -v
+        if verbose:
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        click.echo(f"error: internal error: {type(exc).__name__}: {detail} (run with -v for the traceback)", err=True)
+        return 1
+    finally:
+        _RESULTS_OUT.pop()
     return rc if isinstance(rc, int) else 0  # a command's click Exit(code) (e.g. audit's critical failure)
 
 
