@@ -33,25 +33,32 @@ def run_pipeline(
     outcomes: list[StageOutcome] = []
     failed: list[dict[str, Any]] = []
     aborted: str | None = None
-    for name in names:
-        if aborted:
-            break
-        stage = build_stage(name, config)
-        for shard in manifest["shards"]:
-            try:
-                outcomes.append(run_stage(stage, store, run_id, shard, force=force, show_progress=show_progress))
-            except InfrastructureError as exc:
-                # The store (or a lease) failed, not a shard: every later step would fail the same
-                # way after its own retries. Stop here; a re-run resumes from the commits.
-                failed.append({"stage": name, "shard": shard, "error": str(exc)})
-                aborted = str(exc)
+    server = _ModelServer(store, config, run_id, names if manifest["shards"] else [])
+    try:
+        for name in names:
+            if aborted:
                 break
-            except GlaveError as exc:
-                failed.append({"stage": name, "shard": shard, "error": str(exc)})
+            stage = build_stage(name, server.config_for(name))
+            for shard in manifest["shards"]:
+                try:
+                    outcomes.append(run_stage(stage, store, run_id, shard, force=force, show_progress=show_progress))
+                except InfrastructureError as exc:
+                    # The store (or a lease) failed, not a shard: every later step would fail the same
+                    # way after its own retries. Stop here; a re-run resumes from the commits.
+                    failed.append({"stage": name, "shard": shard, "error": str(exc)})
+                    aborted = str(exc)
+                    break
+                except GlaveError as exc:
+                    failed.append({"stage": name, "shard": shard, "error": str(exc)})
+            server.after(name)
+    finally:
+        server.stop()  # even when a stage raised
     result: dict[str, Any] = {
         "run_id": run_id, "store": store.root, "num_videos": manifest["num_videos"], "shards": manifest["shards"],
         "outcomes": [o.to_json() for o in outcomes], "failed": failed, "report": None, "published": None,
     }
+    if server.record is not None:
+        result["model_server"] = {k: server.record.get(k) for k in ("url", "model", "engine_starts", "startup_s")}
     if aborted:
         result["aborted"] = aborted
         return result
@@ -70,3 +77,36 @@ def run_pipeline(
         except GlaveError as exc:
             result["publish_blocked"] = str(exc)
     return result
+
+
+class _ModelServer:
+    """The run's model server around its engine stages: started before the first stage that
+    needs it, stopped after the last one (or when the run fails). Other engines: nothing."""
+
+    def __init__(self, store: ArtifactStore, config: GlaveConfig, run_id: str, names: list[str]) -> None:
+        from .language.engine_stage import EngineStage
+        from .language.model_server import server_needed
+        from .stages import stage_class
+
+        self.store, self.config, self.run_id = store, config, run_id
+        self.users = [n for n in names if issubclass(stage_class(n), EngineStage)] if server_needed(config) else []
+        self.record: dict[str, Any] | None = None
+
+    def config_for(self, name: str) -> GlaveConfig:
+        if name not in self.users:
+            return self.config
+        from .language.model_server import attach, start_local
+
+        if self.record is None:
+            self.record = start_local(self.config, self.store, self.run_id)
+        return attach(self.config, self.store, self.run_id)
+
+    def after(self, name: str) -> None:
+        if self.users and name == self.users[-1]:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.record is not None and not self.record.get("stopped_at"):
+            from .language.model_server import stop_local
+
+            self.record = stop_local(self.store, self.run_id) or self.record
