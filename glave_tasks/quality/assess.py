@@ -21,6 +21,7 @@ from .thresholds import resolve, table_spec
 class Assessment:
     checks: list[CheckResult]
     stats: dict[str, Any] = field(default_factory=dict)
+    documents: list[dict[str, Any]] = field(default_factory=list)  # GX suites + results, for Data Docs
 
     @property
     def blocking(self) -> list[CheckResult]:
@@ -68,4 +69,4 @@ def assess(records: list[Record], config: GlaveConfig, *, tables: dict[str, pa.T
                            track_ids=track_ids, labels=labels)
     stats = stats_of(frames)
     stats["expectations_evaluated"] = outcome.evaluated
-    return Assessment(checks, stats)
+    return Assessment(checks, stats, outcome.documents)

@@ -2,8 +2,12 @@
 
 Each expectation carries ``meta={"check": <name>}``; a check's value is the largest share of
 unexpected rows among its expectations (1.0 when a table-level expectation fails), so GX does the
-validation and the thresholds in :mod:`.thresholds` decide pass/warn/fail. Data Docs are built
-into a folder when one is given.
+validation and the thresholds in :mod:`.thresholds` decide pass/warn/fail.
+
+Data Docs are not built while validating: each suite and its validation result are returned as
+JSON (``SuiteOutcome.documents``), stored with the validate shard, and the report builds one
+Data Docs site for the whole run from them (:func:`build_data_docs`): one site build per run
+instead of one per check per shard.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class SuiteOutcome:
     values: dict[str, float]  # check name -> worst unexpected share
     details: dict[str, list[str]]
     evaluated: int
+    # {"suite": ExpectationSuite JSON, "result": its validation result JSON} per validated plan
+    documents: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _gxe():
@@ -153,22 +159,22 @@ def table_plan(name: str, table: pa.Table) -> SuitePlan:
     return SuitePlan(f"table_{name}", frame, exps)
 
 
-def run_suites(plans: list[SuitePlan], docs_dir: str | Path | None = None) -> SuiteOutcome:
-    """Validate every plan through a checkpoint; build Data Docs into ``docs_dir`` when given."""
+def _context() -> Any:
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    if docs_dir is not None:
-        Path(docs_dir).mkdir(parents=True, exist_ok=True)
-        context.add_data_docs_site(site_name="glave", site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
+    return context
+
+
+def run_suites(plans: list[SuitePlan], docs_dir: str | Path | None = None) -> SuiteOutcome:
+    """Validate every plan; build Data Docs into ``docs_dir`` (once, at the end) when given."""
+    import great_expectations as gx
+
+    context = _context()
     source = context.data_sources.add_pandas("glave")
+    documents: list[dict[str, Any]] = []
     values: dict[str, float] = {}
     details: dict[str, list[str]] = defaultdict(list)
     evaluated = 0
@@ -181,20 +187,53 @@ def run_suites(plans: list[SuitePlan], docs_dir: str | Path | None = None) -> Su
         if plan.frame.empty:
             continue  # nothing to judge; the checks stay at 0 (videos/QA counts catch absence)
         vd = context.validation_definitions.add(gx.ValidationDefinition(name=plan.name, data=batch_def, suite=suite))
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if docs_dir is not None else []
-        checkpoint = context.checkpoints.add(gx.Checkpoint(name=f"cp_{plan.name}", validation_definitions=[vd], actions=actions))
-        result = checkpoint.run(batch_parameters={"dataframe": plan.frame})
-        for suite_result in result.run_results.values():
-            for r in suite_result.results:
-                evaluated += 1
-                check = r.expectation_config.meta["check"]
-                share = _unexpected_share(r)
-                values[check] = max(values[check], share)
-                if not r.success:
-                    kw = {k: v for k, v in r.expectation_config.kwargs.items() if k in ("column", "column_A", "column_B", "column_list")}
-                    sample = (r.result or {}).get("partial_unexpected_list") or (r.result or {}).get("observed_value")
-                    details[check].append(f"{plan.name}: {r.expectation_config.type} {kw} unexpected={share:.3f} e.g. {str(sample)[:160]}")
-    return SuiteOutcome(values, dict(details), evaluated)
+        # A validation definition run directly: no checkpoint actions, no Data Docs rebuild per suite.
+        suite_result = vd.run(batch_parameters={"dataframe": plan.frame})
+        documents.append({"suite": suite.to_json_dict(), "result": suite_result.to_json_dict()})
+        for r in suite_result.results:
+            evaluated += 1
+            check = r.expectation_config.meta["check"]
+            share = _unexpected_share(r)
+            values[check] = max(values[check], share)
+            if not r.success:
+                kw = {k: v for k, v in r.expectation_config.kwargs.items() if k in ("column", "column_A", "column_B", "column_list")}
+                sample = (r.result or {}).get("partial_unexpected_list") or (r.result or {}).get("observed_value")
+                details[check].append(f"{plan.name}: {r.expectation_config.type} {kw} unexpected={share:.3f} e.g. {str(sample)[:160]}")
+    if docs_dir is not None:
+        build_data_docs([("validation", d) for d in documents], docs_dir)
+    return SuiteOutcome(values, dict(details), evaluated, documents)
+
+
+def build_data_docs(documents: list[tuple[str, dict[str, Any]]], docs_dir: str | Path) -> None:
+    """One Data Docs site from stored suites and validation results, each under a run name
+    (the report: one per validate shard). One site build, whatever the number of suites."""
+    import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    Path(docs_dir).mkdir(parents=True, exist_ok=True)
+    context = _context()
+    context.add_data_docs_site(site_name="glave", site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    schema = ExpectationSuiteValidationResultSchema()
+    suites: set[str] = set()
+    for run_name, doc in documents:
+        suite = doc["suite"]
+        if suite["name"] not in suites:  # the same suites in every shard: the first one stands for all
+            context.suites.add(gx.ExpectationSuite(name=suite["name"], expectations=suite.get("expectations", []),
+                                                   meta=suite.get("meta") or {}))
+            suites.add(suite["name"])
+        key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite["name"]),
+                                         run_id=RunIdentifier(run_name=run_name), batch_identifier=suite["name"])
+        context.validation_results_store.set(key, schema.load(doc["result"]))
+    context.build_data_docs()
 
 
 def _unexpected_share(r: Any) -> float:

@@ -33,14 +33,32 @@ def _failures(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"stage": s, "reason": r, "count": n} for (s, r), n in sorted(counts.items())]
 
 
-def _copy_data_docs(run: Run) -> None:
-    """Data Docs of the committed validate shards, into the report folder (replacing older ones)."""
+def _build_data_docs(run: Run) -> list[str]:
+    """One Great Expectations Data Docs site for the run, built once from the suites and results
+    the committed validate shards stored (replacing an older site); its index, if any."""
+    import json
+    import tempfile
+
+    from ..keys import is_safe_key
+    from ..quality.expectations import build_data_docs
+    from ..stages.validate import GX_RESULTS
+
     target = join_key(run.layout.report_prefix, "data_docs")
     run.store.delete_prefix(target)
-    for shard in run.commits("validate"):
-        source = run.layout.file("validate", shard, "data_docs")
-        for key in run.store.list(source):
-            run.store.write_bytes(join_key(target, shard_name(shard), key[len(source) + 1:]), run.store.read_bytes(key))
+    documents = []
+    for shard in sorted(run.commits("validate")):
+        key = run.layout.file("validate", shard, GX_RESULTS)
+        if run.store.exists(key):
+            documents += [(shard_name(shard), d) for d in json.loads(run.store.read_bytes(key))]
+    if not documents:
+        return []
+    with tempfile.TemporaryDirectory(prefix="glave-gx-") as docs:
+        build_data_docs(documents, docs)
+        for path in sorted(Path(docs).rglob("*")):
+            rel = path.relative_to(docs).as_posix()
+            if path.is_file() and is_safe_key(rel):  # GX names its files; anything odd stays out of the store
+                run.store.write_bytes(join_key(target, *rel.split("/")), path.read_bytes())
+    return ["data_docs/index.html"]
 
 
 def _trend_rows(store: ArtifactStore, run_id: str, current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,9 +103,7 @@ def build_report(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict
                "checks": checks, "blocking": blocking, "failures": failures, "shard_states": shard_states}
     trend_rows = _trend_rows(store, run_id, summary)
     summary["trend"] = trend_rows
-    _copy_data_docs(run)
-    data_docs = [k[len(layout.report_prefix) + 1:] for k in store.list(join_key(layout.report_prefix, "data_docs"))
-                 if k.endswith("/index.html") and k.count("/") == layout.report_prefix.count("/") + 3]
+    data_docs = _build_data_docs(run)
     failure_counts = {f"{f['stage']}: {f['reason']}": f["count"] for f in failures} or {"no failures": 0}
     rendered = {
         "caption_lengths": plots.histograms({k: v for k, v in stats["caption_chars"].items()}, "Caption length by stream"),

@@ -1,12 +1,15 @@
 """Validate stage: every table the shard produced, judged by Great Expectations suites and the
 model-based checks of :mod:`glave_tasks.quality`; results go to the ``checks`` table (critical
-failures block publish). Great Expectations' Data Docs of the shard are among its files.
+failures block publish). Its Great Expectations suites and results are among its files (the report
+builds the run's Data Docs from them).
 """
 
 from __future__ import annotations
 
 from ..config import GlaveConfig
 from ..contract import Resources, ShardContext, Stage
+
+GX_RESULTS = "gx_results.json"  # the shard's Great Expectations suites and validation results
 
 
 class ValidateStage(Stage):
@@ -27,14 +30,12 @@ class ValidateStage(Stage):
         return {"embedding": self.config.qa.embedding_model}
 
     def process(self, ctx: ShardContext) -> None:
-        import tempfile
-        from pathlib import Path
+        import json
 
         import pyarrow as pa
         import pyarrow.compute as pc
 
         from .. import schemas
-        from ..keys import is_safe_key
         from ..quality.assess import assess
         from ..run_records import build_records, tracker_facts
         from . import table_owners
@@ -51,15 +52,10 @@ class ValidateStage(Stage):
         tables["errors"] = pa.concat_tables(errors) if errors else schemas.empty(schemas.ERRORS)
         records = build_records(tables, [v.video_id for v in ctx.videos])
         track_ids, labels = tracker_facts(tables)
-        with tempfile.TemporaryDirectory(prefix="glave-gx-") as docs:
-            result = assess(records, self.config, tables=tables, track_ids=track_ids, labels=labels, docs_dir=docs)
-            # Data Docs are part of the shard's output (files/data_docs/), committed with it;
-            # the report copies those of committed shards.
-            for path in sorted(Path(docs).rglob("*")):
-                if path.is_file():
-                    rel = path.relative_to(docs).as_posix()
-                    if is_safe_key(rel):  # GX names its files; anything odd stays out of the store
-                        ctx.put_bytes(path.read_bytes(), "data_docs", *rel.split("/"))
+        result = assess(records, self.config, tables=tables, track_ids=track_ids, labels=labels)
+        # The suites and their validation results are part of the shard's output, committed with
+        # it; the report builds one Data Docs site for the run from those of committed shards.
+        ctx.put_bytes(json.dumps(result.documents, default=str).encode(), GX_RESULTS)
         ctx.write("checks", [c.row() for c in result.checks])
         for status in ("pass", "warn", "fail", "skip"):
             ctx.add_metric(f"checks_{status}", sum(c.status == status for c in result.checks))

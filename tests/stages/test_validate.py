@@ -44,7 +44,9 @@ def test_validate_writes_checks_for_every_table_and_none_blocks_a_clean_run(vali
         assert model_check in names
     blocking = [c for c in checks if c["critical"] and c["status"] == "fail"]
     assert blocking == []
-    assert store.exists(RunLayout(RUN).file("validate", 0, "data_docs", "index.html"))  # committed with the shard
+    # The suites and results are committed with the shard; Data Docs are the report's (once per run).
+    assert store.exists(RunLayout(RUN).file("validate", 0, "gx_results.json"))
+    assert not store.list(RunLayout(RUN).file("validate", 0, "data_docs"))
 
 
 def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path: Path) -> None:
@@ -79,8 +81,12 @@ def test_report_is_written_with_plots_summary_data_docs_and_trends(validated) ->
     html = Path(out["html"]).read_text()
     assert html.count("<svg") >= 4 and "qa.option_matches_answer" in html
     assert "<script" not in html and "<link" not in html, "self-contained: no external script or stylesheet"
-    assert 'href="data_docs/shard-00000/index.html"' in html
-    assert Path(out["html"]).with_name("data_docs").joinpath("shard-00000", "index.html").exists()
+    assert 'href="data_docs/index.html"' in html
+    docs = Path(out["html"]).with_name("data_docs")
+    assert docs.joinpath("index.html").exists()
+    # One site for the run: each suite's validation of shard 0 has its page under the shard's name.
+    pages = list(docs.glob("validations/*/shard-00000/*/*.html"))
+    assert {p.parts[-4] for p in pages} >= {"table_qa", "table_scenes"}
     summary = store.read_json(f"{RunLayout(RUN).report_prefix}/summary.json")
     assert summary["headline"]["qa"] > 0
     assert [r["run_id"] for r in summary["trend"]] == ["nightly-earlier", RUN]
