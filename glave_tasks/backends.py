@@ -30,6 +30,7 @@ REGISTRY: dict[str, dict[str, str]] = {
         "sam2": "glave_tasks.vision.segmenters.sam2:Sam2Propagator",
     },
     "similarity": {
+        "layout": "glave_tasks.media.similarity:LayoutSimilarity",
         "histogram": "glave_tasks.media.similarity:HistogramSimilarity",
         "clip": "glave_tasks.media.similarity:ClipSimilarity",
     },

@@ -85,10 +85,13 @@ class RunConfig(Section):
 class IngestConfig(Section):
     candidate_interval_s: float = Field(2.0, gt=0)
     dense_interval_s: float = Field(0.5, gt=0)
-    similarity_backend: Literal["histogram", "clip"] = "histogram"
+    # layout: weightless, calibrated to behave like the method's CLIP rule at the same threshold;
+    # clip: the method's rule itself (needs clip_model_path); histogram: colour only, for comparison.
+    similarity_backend: Literal["layout", "histogram", "clip"] = "layout"
     # Keep a candidate when its similarity to the last keyframe drops below this.
     similarity_threshold: float = Field(0.93, gt=0, le=1)
     clip_model_path: str | None = None
+    # Longer videos are truncated to this (the method's cap), recorded on the video's probe row.
     max_duration_s: float = Field(180.0, gt=0)
     max_side_px: int = Field(4096, gt=0)
     frame_max_side: int = Field(1024, ge=64)

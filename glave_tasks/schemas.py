@@ -49,6 +49,10 @@ PROBES = pa.schema([
     pa.field("has_audio", pa.bool_(), nullable=False),
     pa.field("frames_decoded", pa.int64(), nullable=False),
     pa.field("first_content_s", pa.float64(), nullable=False),  # after leading blank frames
+    # Set when the video was longer than ingest.max_duration_s and was truncated there (seconds);
+    # source_duration_s is what the container declared (0 when it does not say).
+    pa.field("truncated_at_s", pa.float64()),
+    pa.field("source_duration_s", pa.float64()),
 ])
 
 KEYFRAMES = pa.schema([

@@ -6,7 +6,10 @@ Reason codes (``VideoFailure.reason``), stable across releases because reports c
 - ``corrupt``: looks like a media container but cannot be opened or decoded.
 - ``truncated``: the container declares more data than the file holds (cut-off upload/copy).
 - ``zero_duration``: a video stream without a single decodable frame.
-- ``too_long`` / ``too_large``: over ``ingest.max_duration_s`` / ``ingest.max_side_px``.
+- ``too_large``: a frame side over ``ingest.max_side_px``.
+- ``too_long``: no longer produced; kept so older reports still read. A video longer than
+  ``ingest.max_duration_s`` is truncated to it (the method's 180 s cap) and the probe row records
+  ``truncated_at_s``.
 - ``blank``: every keyframe candidate is blank (black leader with no content).
 - ``missing_input`` / ``input_changed``: the file vanished or changed between discover and ingest.
 """
@@ -118,7 +121,7 @@ def classify_open_failure(path: str | os.PathLike[str], exc: Exception) -> Video
     return VideoFailure(CORRUPT, f"{family} container cannot be opened: {describe(exc)}")
 
 
-def probe_container(container: "object", path: str | os.PathLike[str], cfg: IngestConfig) -> VideoProbe:
+def probe_container(container: object, path: str | os.PathLike[str], cfg: IngestConfig) -> VideoProbe:
     """Read what an open PyAV container declares and enforce the configured limits."""
     import av  # noqa: F401 - the container is a PyAV object
 
@@ -193,10 +196,9 @@ def _mvhd_duration(moov: bytes) -> float | None:
 
 
 def check_limits(duration_s: float, width: int, height: int, cfg: IngestConfig) -> None:
+    """Reject what cannot be used. Duration is not a reason: the scan truncates at the cap."""
     if max(width, height) > cfg.max_side_px:
         raise VideoFailure(TOO_LARGE, f"{width}x{height} exceeds max_side_px {cfg.max_side_px}")
-    if duration_s > cfg.max_duration_s:
-        raise VideoFailure(TOO_LONG, f"{duration_s:.1f} s exceeds max_duration_s {cfg.max_duration_s}")
 
 
 def ensure_readable(path: str | os.PathLike[str]) -> None:

@@ -1,14 +1,20 @@
 """The single decode pass of ingest: every frame is decoded once and streamed through the cut
 detector; frames on the dense grid are resized, JPEG-encoded and handed to ``put_image``; dense
 samples on the candidate grid go to the keyframe selector. Nothing holds the whole video.
+
+A video longer than ``max_duration_s`` is truncated there (the method's cap), not rejected: frames
+from the cap on are not decoded, and the result says where it was cut. The last frame that
+shows content becomes a keyframe by the tail rule (see ``keyframes``); a trailing fade to black is
+not a picture worth a caption, so the tail is the last non-blank frame.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import av
 import cv2
@@ -46,6 +52,7 @@ class ScanResult:
     cuts: list[MappedCut]
     shot_of_keyframe: list[int]
     timings: dict[str, float] = field(default_factory=dict)
+    truncated_at_s: float | None = None  # set when the video ran past max_duration_s and was cut there
 
 
 def candidate_stride(cfg: IngestConfig) -> int:
@@ -90,20 +97,29 @@ def scan_video(
         content_candidate_seen = False
         frame_index = -1
         last_t = 0.0
+        truncated_at: float | None = None
+        # The tail candidate: the last frame that shows content, kept by reference only (one frame),
+        # and the last dense sample that shows content (with its output-size picture).
+        tail: tuple[Any, int, float] | None = None
+        content_sample: tuple[DenseSample, Any] | None = None
         try:
             for frame in container.decode(stream):
+                if _frame_time(frame, probe.start_time_s, frame_index + 1, fps) >= cfg.max_duration_s:
+                    truncated_at = cfg.max_duration_s  # the method's cap: keep what came before
+                    break
                 frame_index += 1
                 t = _frame_time(frame, probe.start_time_s, frame_index, fps)
                 if on_progress is not None and int(t) != int(last_t):
                     on_progress(t)
                 last_t = t
-                if t > cfg.max_duration_s:  # the container under-declared its duration
-                    raise VideoFailure(P.TOO_LONG, f"frames past {cfg.max_duration_s} s (declared {probe.duration_s:.1f} s)")
                 small = to_analysis.reformat(frame, width=ana_w, height=ana_h, format="bgr24").to_ndarray()
                 cuts.process(frame_index, small)
-                if first_content is None and not is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold):
+                blank = is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold)
+                if first_content is None and not blank:
                     first_content = t
                     first_content_frame = frame_index
+                if not blank:
+                    tail = (frame, frame_index, t)
                 if not dense_grid.due(t):
                     continue
                 sample_index = len(dense)
@@ -111,33 +127,55 @@ def scan_video(
                                          interpolation="AREA").to_ndarray()
                 key = put_image(encode_jpeg(bgr, cfg.jpeg_quality), sample_index)
                 dense.append(DenseSample(sample_index, frame_index, round(t, 6), key))
+                if not blank:
+                    content_sample = (dense[-1], bgr)
                 if sample_index % stride:
                     continue
                 # Leading blank candidates are skipped: the first keyframe shows content.
                 if not content_candidate_seen:
-                    if is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold):
+                    if blank:
                         continue
                     content_candidate_seen = True
-                selector.add(Candidate(sample_index, frame_index, round(t, 6), key, out_w, out_h, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+                selector.add(Candidate(sample_index, frame_index, round(t, 6), key, out_w, out_h,
+                                       cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
         except av.FFmpegError as exc:
             if frame_index < 0:
                 raise VideoFailure(P.CORRUPT, f"no frame could be decoded: {P.describe(exc)}") from None
             raise VideoFailure(P.TRUNCATED if _looks_truncated(path) else P.CORRUPT,
                                f"decoding failed after frame {frame_index}: {P.describe(exc)}") from None
-    frames = frame_index + 1
-    if on_progress is not None:
-        on_progress(last_t)
-    if frames == 0:
-        raise VideoFailure(P.ZERO_DURATION, "the video stream has no decodable frame")
-    measured = last_t + 1.0 / fps
-    # A stream that ends well before what its container declares was cut off.
-    if probe.declared_frames > 0 and frames < 0.9 * probe.declared_frames - 1:
-        raise VideoFailure(P.TRUNCATED, f"decoded {frames} of {probe.declared_frames} declared frames")
-    if probe.duration_s > 0 and measured < 0.9 * probe.duration_s - 1.0 / fps:
-        raise VideoFailure(P.TRUNCATED, f"stream ends at {measured:.2f} s of {probe.duration_s:.2f} s declared")
-    if first_content is None or not content_candidate_seen:
-        raise VideoFailure(P.BLANK, "every sampled frame is blank")
-    keyframes = selector.finish()
+        frames = frame_index + 1
+        if on_progress is not None:
+            on_progress(last_t)
+        if frames == 0:
+            raise VideoFailure(P.ZERO_DURATION, "the video stream has no decodable frame")
+        measured = last_t + 1.0 / fps
+        # A stream that ends well before what its container declares was cut off (a video we
+        # truncated ourselves ends early on purpose).
+        if truncated_at is None and probe.declared_frames > 0 and frames < 0.9 * probe.declared_frames - 1:
+            raise VideoFailure(P.TRUNCATED, f"decoded {frames} of {probe.declared_frames} declared frames")
+        if truncated_at is None and probe.duration_s > 0 and measured < 0.9 * probe.duration_s - 1.0 / fps:
+            raise VideoFailure(P.TRUNCATED, f"stream ends at {measured:.2f} s of {probe.duration_s:.2f} s declared")
+        if first_content is None or not content_candidate_seen:
+            raise VideoFailure(P.BLANK, "every sampled frame is blank")
+        selector.finish()
+        if tail is not None and content_sample is not None:
+            tail_frame, tail_index, tail_t = tail
+            sample, tail_bgr = content_sample
+            if tail_index > dense[-1].frame_index:
+                # The last content frame comes after every dense sample: it becomes one more sample
+                # (samples stay in time order). When blank samples follow it (a fade to black),
+                # the last content sample stands in for it, at most one dense interval earlier.
+                sample, tail_bgr = DenseSample(len(dense), tail_index, round(tail_t, 6), ""), None
+            if selector.wants_tail(sample.timestamp_s, cfg.candidate_interval_s):
+                if tail_bgr is None:
+                    tail_bgr = to_output.reformat(tail_frame, width=out_w, height=out_h, format="bgr24",
+                                                  interpolation="AREA").to_ndarray()
+                    sample.image_key = put_image(encode_jpeg(tail_bgr, cfg.jpeg_quality), sample.sample_index)
+                    dense.append(sample)
+                selector.add_tail(Candidate(sample.sample_index, sample.frame_index, sample.timestamp_s,
+                                            sample.image_key, out_w, out_h, cv2.cvtColor(tail_bgr, cv2.COLOR_BGR2RGB)))
+        tail = content_sample = None  # drop the frame references before the container closes
+    keyframes = selector.keyframes
     # The jump from a blank leader into the first picture is not a shot cut.
     cut_frames = [c for c in cuts.finish() if c > first_content_frame]
     mapped, shots = map_cuts(cut_frames, [k.frame_index for k in keyframes])
@@ -147,11 +185,11 @@ def scan_video(
     return ScanResult(
         probe=probe, frames_decoded=frames, duration_s=round(measured, 6), first_content_s=round(first_content, 6),
         dense=dense, keyframes=keyframes, cuts=mapped, shot_of_keyframe=shots,
-        timings={"scan_s": time.perf_counter() - started},
+        timings={"scan_s": time.perf_counter() - started}, truncated_at_s=truncated_at,
     )
 
 
-def _frame_time(frame: "av.VideoFrame", start_s: float, index: int, fps: float) -> float:
+def _frame_time(frame: av.VideoFrame, start_s: float, index: int, fps: float) -> float:
     if frame.time is None:
         return index / fps
     return max(0.0, float(frame.time) - start_s)

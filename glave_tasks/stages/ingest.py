@@ -31,7 +31,8 @@ class IngestStage(Stage):
         ing = self.config.ingest
         if ing.similarity_backend == "clip":
             return {"similarity": f"clip:{ing.clip_model_path}"}
-        return {"similarity": "hsv-histogram-16x8x8"}
+        # Weightless backends name their descriptor (and its version) in a class attribute.
+        return {"similarity": str(backends.load("similarity", ing.similarity_backend).model_id)}
 
     def setup(self) -> None:
         if self._backend is None:
@@ -58,7 +59,10 @@ class IngestStage(Stage):
                     "video_id": vid, "duration_s": result.duration_s, "fps": p.fps, "width": p.width,
                     "height": p.height, "codec": p.codec, "has_audio": p.has_audio,
                     "frames_decoded": result.frames_decoded, "first_content_s": result.first_content_s,
+                    "truncated_at_s": result.truncated_at_s, "source_duration_s": p.duration_s,
                 })
+                if result.truncated_at_s is not None:
+                    ctx.add_metric("videos_truncated", 1)
                 keyframes += [{
                     "video_id": vid, "keyframe_index": k.keyframe_index, "frame_index": k.frame_index,
                     "timestamp_s": k.timestamp_s, "similarity": k.similarity,

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glave_tasks.config import GlaveConfig, load_config
+from glave_tasks.config import GlaveConfig
 from glave_tasks.discover import discover
 from glave_tasks.errors import VideoFailure
 from glave_tasks.layout import RunLayout
 from glave_tasks.runner import StageOutcome, run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
-
 from tests.support import BIG_BUCK_BUNNY, ROOT, synthetic
 from tests.support import make_config as base_config
+from tests.support.tiny_clip import save_tiny_clip
 
 RUN = "nightly-1"
 
@@ -76,14 +76,17 @@ def test_two_shot_keyframes_and_cut_match_ground_truth(ingested: tuple[ArtifactS
     store, _ = ingested
     vid = ids_by_name(store)["two_shot.mp4"]
     # 10 fps, candidates every 2 s (frames 0, 20, 40, 60, 80); the hard cut is at frame 60 (6 s).
+    # The objects travel 40-70 px (a box's width) between candidates on a flat background: the
+    # picture's layout changes every time, so every candidate is a keyframe.
     kf = of(rows(store, "keyframes"), vid)
-    assert [k["frame_index"] for k in kf] == [0, 60]
-    assert [k["keyframe_index"] for k in kf] == [0, 1]
-    assert [k["timestamp_s"] for k in kf] == [0.0, 6.0]
-    assert [k["shot_index"] for k in kf] == [0, 1]
-    assert kf[0]["similarity"] is None and kf[1]["similarity"] < 0.93
+    assert [k["frame_index"] for k in kf] == [0, 20, 40, 60, 80]
+    assert [k["keyframe_index"] for k in kf] == [0, 1, 2, 3, 4]
+    assert [k["timestamp_s"] for k in kf] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert [k["shot_index"] for k in kf] == [0, 0, 0, 1, 1]
+    assert kf[0]["similarity"] is None and all(k["similarity"] < 0.93 for k in kf[1:])
+    # The last frame (9.9 s) is 1.9 s after the last keyframe: less than one interval, no tail.
     cuts = of(rows(store, "cuts"), vid)
-    assert [(c["cut_index"], c["frame_index"], c["timestamp_s"], c["keyframe_index"]) for c in cuts] == [(0, 60, 6.0, 1)]
+    assert [(c["cut_index"], c["frame_index"], c["timestamp_s"], c["keyframe_index"]) for c in cuts] == [(0, 60, 6.0, 3)]
 
 
 def test_blank_lead_in_is_skipped(ingested: tuple[ArtifactStore, StageOutcome]) -> None:
@@ -93,10 +96,10 @@ def test_blank_lead_in_is_skipped(ingested: tuple[ArtifactStore, StageOutcome]) 
     assert probe["first_content_s"] == 1.0  # 10 black frames, then content
     kf = of(rows(store, "keyframes"), vid)
     # Candidate 0 s is black: the first keyframe is the first non-blank candidate (2 s).
-    assert [k["frame_index"] for k in kf] == [20, 80]
-    # The step from black into the picture is not a cut; the real cut (frame 70) maps to keyframe 1.
-    assert [(c["frame_index"], c["keyframe_index"]) for c in of(rows(store, "cuts"), vid)] == [(70, 1)]
-    assert [k["shot_index"] for k in kf] == [0, 1]
+    assert [k["frame_index"] for k in kf] == [20, 40, 60, 80, 100]
+    # The step from black into the picture is not a cut; the real cut (frame 70) maps to keyframe 3.
+    assert [(c["frame_index"], c["keyframe_index"]) for c in of(rows(store, "cuts"), vid)] == [(70, 3)]
+    assert [k["shot_index"] for k in kf] == [0, 0, 0, 1, 1]
 
 
 def test_dense_frames_sample_every_half_second_and_contain_every_keyframe(
@@ -108,7 +111,7 @@ def test_dense_frames_sample_every_half_second_and_contain_every_keyframe(
     assert [d["sample_index"] for d in dense] == list(range(20))
     assert [d["timestamp_s"] for d in dense] == [i * 0.5 for i in range(20)]
     marked = {d["frame_index"]: d["keyframe_index"] for d in dense if d["keyframe_index"] is not None}
-    assert marked == {0: 0, 60: 1}
+    assert marked == {0: 0, 20: 1, 40: 2, 60: 3, 80: 4}
     by_frame = {d["frame_index"]: d["image_key"] for d in dense}
     for k in of(rows(store, "keyframes"), vid):
         assert by_frame[k["frame_index"]] == k["image_key"]
@@ -135,10 +138,18 @@ def test_big_buck_bunny_probe(ingested: tuple[ArtifactStore, StageOutcome]) -> N
     assert len(of(rows(store, "dense_frames"), vid)) == 11  # 0, 0.5, ..., 5.0 s
 
 
-def test_static_video_has_one_keyframe_and_no_cut(ingested: tuple[ArtifactStore, StageOutcome]) -> None:
+def test_static_video_keeps_its_first_frame_and_the_tail_and_has_no_cut(
+        ingested: tuple[ArtifactStore, StageOutcome]) -> None:
     store, _ = ingested
     vid = ids_by_name(store)["static.mp4"]
-    assert [k["frame_index"] for k in of(rows(store, "keyframes"), vid)] == [0]
+    kf = of(rows(store, "keyframes"), vid)
+    # Every candidate repeats the first picture; the tail rule adds the last frame (3.9 s) because
+    # only one keyframe was kept. It is kept by position: its similarity is recorded, not judged.
+    assert [k["frame_index"] for k in kf] == [0, 39]
+    assert kf[1]["similarity"] == pytest.approx(1.0, abs=1e-3)
+    dense = of(rows(store, "dense_frames"), vid)
+    assert dense[-1]["frame_index"] == 39 and dense[-1]["keyframe_index"] == 1
+    assert [d["frame_index"] for d in dense[:-1]] == list(range(0, 40, 5))
     assert of(rows(store, "cuts"), vid) == []
 
 
@@ -166,14 +177,19 @@ def test_bad_inputs_are_rejected_with_reason_codes_and_good_videos_commit(
     assert {r["video_id"] for r in rows(store, "probes")} == good
 
 
-def test_limits_reject_too_long_and_too_large(inbox: Path, tmp_path: Path) -> None:
+def test_long_videos_are_truncated_to_the_cap_and_too_large_ones_rejected(inbox: Path, tmp_path: Path) -> None:
     from glave_tasks.media.scan import scan_video
-    from glave_tasks.media.similarity import HistogramSimilarity
+    from glave_tasks.media.similarity import HistogramSimilarity, LayoutSimilarity
 
     put = lambda data, i: f"k{i}"  # noqa: E731 - images are not the point here
-    with pytest.raises(VideoFailure) as too_long:
-        scan_video(inbox / "two_shot.mp4", make_config(tmp_path, max_duration_s=5).ingest, HistogramSimilarity(), put)
-    assert too_long.value.reason == "too_long"
+    # The method truncates at its cap (180 s by default) instead of rejecting the video.
+    result = scan_video(inbox / "two_shot.mp4", make_config(tmp_path, max_duration_s=5).ingest, LayoutSimilarity(), put)
+    assert result.truncated_at_s == 5.0 and result.frames_decoded == 50
+    assert result.duration_s == pytest.approx(5.0)
+    assert [k.frame_index for k in result.keyframes] == [0, 20, 40]  # 4.9 s is < 2 s after 4.0 s: no tail
+    assert all(d.timestamp_s < 5.0 for d in result.dense)
+    untouched = scan_video(inbox / "two_shot.mp4", make_config(tmp_path).ingest, LayoutSimilarity(), put)
+    assert untouched.truncated_at_s is None and untouched.frames_decoded == 100
     with pytest.raises(VideoFailure) as too_large:
         scan_video(BIG_BUCK_BUNNY, make_config(tmp_path, max_side_px=1000).ingest, HistogramSimilarity(), put)
     assert too_large.value.reason == "too_large"
@@ -237,32 +253,12 @@ def test_ingest_reads_inputs_from_and_writes_to_either_store(
     outcome = ingest(store, config, input_uri)
     ids = ids_by_name(store)
     assert outcome.marker["failures"] == {"corrupt": 1}
-    assert [k["frame_index"] for k in of(rows(store, "keyframes"), ids["two_shot.mp4"])] == [0, 60]
-    assert [c["keyframe_index"] for c in of(rows(store, "cuts"), ids["two_shot.mp4"])] == [1]
+    assert [k["frame_index"] for k in of(rows(store, "keyframes"), ids["two_shot.mp4"])] == [0, 20, 40, 60, 80]
+    assert [c["keyframe_index"] for c in of(rows(store, "cuts"), ids["two_shot.mp4"])] == [3]
     first = of(rows(store, "keyframes"), ids["two_shot.mp4"])[0]
     assert Image.open(io.BytesIO(store.read_bytes(first["image_key"]))).size == (320, 240)
     # Downloaded inputs do not pile up in the local cache.
     assert not list((Path(config.store.local_cache) / "inputs").glob("*.mp4"))
-
-
-def save_tiny_clip(target: Path) -> Path:
-    """A random-initialised CLIP with its image processor, built offline (no hub)."""
-    from glave_tasks.compat.torchvision_ops import ensure_torchvision_ops
-
-    ensure_torchvision_ops()
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    tiny = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2)
-    cfg = CLIPConfig(
-        text_config={**tiny, "vocab_size": 99, "max_position_embeddings": 16},
-        vision_config={**tiny, "image_size": 32, "patch_size": 8},
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    CLIPModel(cfg).save_pretrained(target)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(target)
-    return target
 
 
 def test_clip_similarity_backend_loads_weights_from_a_folder_or_s3(
@@ -283,7 +279,7 @@ def test_clip_similarity_backend_loads_weights_from_a_folder_or_s3(
         a = np.zeros((240, 320, 3), np.uint8)
         b = np.full((240, 320, 3), 255, np.uint8)
         feats = backend.embed([a, a, b])
-        assert feats.shape == (3, 16)
+        assert feats.shape == (3, 32)  # the vision tower's hidden size, not the 16-d projection
         assert np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
         assert float(feats[0] @ feats[1]) == pytest.approx(1.0, abs=1e-5)
         assert float(feats[0] @ feats[2]) < 0.999
@@ -297,9 +293,12 @@ def test_clip_similarity_backend_loads_weights_from_a_folder_or_s3(
     assert outcome.marker["models"] == {"similarity": f"clip:{model_dir}"}
     kf = rows(store, "keyframes")
     assert kf[0]["frame_index"] == 0 and kf[0]["similarity"] is None
-    # Keyframes are candidates (every 2 s) whose CLIP similarity to the last keyframe fell below 0.93.
-    assert {k["frame_index"] for k in kf} <= {0, 20, 40, 60, 80}
-    assert all(-1.0 <= k["similarity"] < 0.93 for k in kf[1:])
+    # Keyframes are candidates (every 2 s) whose CLIP similarity to the last keyframe fell below
+    # 0.93, plus the tail (the last frame, 99) when it lies 2 s or more after the last of them.
+    chosen = [k for k in kf if k["frame_index"] != 99]
+    assert {k["frame_index"] for k in chosen} <= {0, 20, 40, 60, 80}
+    assert all(-1.0 <= k["similarity"] < 0.93 for k in chosen[1:])
+    assert (kf[-1]["frame_index"] == 99) == (len(chosen) == 1 or chosen[-1]["frame_index"] <= 79)
 
 
 def test_clip_backend_without_weights_is_a_config_error(tmp_path: Path) -> None:
@@ -361,7 +360,7 @@ def test_dense_interval_longer_than_candidate_interval_is_a_config_error(tmp_pat
         make_config(tmp_path, dense_interval_s=3.0, candidate_interval_s=2.0)
 
 
-def test_a_stream_without_declared_duration_is_stopped_at_the_limit(tmp_path: Path) -> None:
+def test_a_stream_without_declared_duration_is_truncated_at_the_cap(tmp_path: Path) -> None:
     import av
 
     from glave_tasks.media.scan import scan_video
@@ -374,14 +373,14 @@ def test_a_stream_without_declared_duration_is_stopped_at_the_limit(tmp_path: Pa
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(80):
             img = np.full((48, 64, 3), (i * 3) % 255, np.uint8)
+            img[:, ::8] = 255 - img[:, ::8]  # stripes: a picture, not a blank frame
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    with pytest.raises(VideoFailure) as err:
-        # 80 frames, timed at the demuxer's default 25 fps for raw streams: 3.2 s.
-        scan_video(path, make_config(tmp_path, max_duration_s=2).ingest, HistogramSimilarity(), lambda d, i: "k")
-    assert err.value.reason == "too_long" and "frames past 2.0 s" in err.value.detail
+    # 80 frames, timed at the demuxer's default 25 fps for raw streams: 3.2 s, cut at 2 s.
+    result = scan_video(path, make_config(tmp_path, max_duration_s=2).ingest, HistogramSimilarity(), lambda d, i: "k")
+    assert result.truncated_at_s == 2.0 and result.frames_decoded == 50
 
 
 def test_an_all_black_video_is_rejected_as_blank(tmp_path: Path) -> None:
