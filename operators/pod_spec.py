@@ -121,7 +121,8 @@ def pod_kwargs(config: GlaveConfig, *, family: str, resources: Resources, name: 
         "service_account_name": k.service_account,
         # Stage pods never talk to the Kubernetes API.
         "automount_service_account_token": False,
-        "env_vars": env_vars(config),
+        # Per-video process pools size themselves by the pod's CPU request (glave_tasks.parallel).
+        "env_vars": {**env_vars(config), "GLAVE_CPUS": resources.cpu},
         "env_from": secret_sources(config, family),
         "volumes": volumes,
         "volume_mounts": mounts,

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import backends
-from ..errors import VideoFailure
 from ..contract import Resources, ShardContext, Stage
+from ..errors import VideoFailure
+
+if TYPE_CHECKING:
+    from ..parallel import VideoContext
 
 
 class TrackStage(Stage):
@@ -64,19 +67,22 @@ class TrackStage(Stage):
         dense = _by_video(ctx.read("ingest", "dense_frames").to_pylist(), "sample_index")
         keyframes = _by_video(ctx.read("ingest", "keyframes").to_pylist(), "keyframe_index")
         cuts = _by_video(ctx.read("ingest", "cuts").to_pylist(), "cut_index")
+        from ..parallel import map_videos
+
         tracks: list[dict[str, Any]] = []
         marks: list[dict[str, Any]] = []
-        videos = ctx.ok_videos()
-        for video in ctx.progress(videos, "videos", total=len(videos)):
-            with ctx.guard(video.video_id):
-                t, m = self._video(ctx, video.video_id, dense[video.video_id], keyframes[video.video_id],
-                                   cuts[video.video_id])
-                tracks += t
-                marks += m
+        # CPU backends: videos spread over the stage's CPUs (GPU backends: one process), rows in
+        # the shard's order.
+        items = [(v.video_id, (v.video_id, dense[v.video_id], keyframes[v.video_id], cuts[v.video_id]))
+                 for v in ctx.ok_videos()]
+        for result in map_videos(ctx, self, "_video", items):
+            if result is not None:
+                tracks += result[0]
+                marks += result[1]
         ctx.write("tracks", tracks)
         ctx.write("marks", marks)
 
-    def _video(self, ctx: ShardContext, vid: str, dense: list[dict], keyframes: list[dict],
+    def _video(self, ctx: ShardContext | VideoContext, vid: str, dense: list[dict], keyframes: list[dict],
                cuts: list[dict]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         from ..vision import rle, set_of_mark
         from ..vision.frame_loading import load_frames

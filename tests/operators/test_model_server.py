@@ -28,7 +28,7 @@ LLM_STAGES = ("caption", "bridge", "qa")
 @pytest.fixture
 def prod() -> GlaveConfig:
     config = config_for(None, "prod")
-    assert config.caption.engine.backend == "vllm"
+    assert config.engine.backend == "vllm"
     return config
 
 
@@ -43,7 +43,7 @@ def test_server_manifests_are_valid_and_readiness_probed(prod: GlaveConfig) -> N
     assert container["command"] == ["glave"]
     assert container["args"][:2] == ["model-server", "serve"] and "/etc/glave/config.yaml" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == str(prod.caption.engine.tensor_parallel_size)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == str(prod.engine.tensor_parallel_size)
     assert pod["spec"]["nodeSelector"] == prod.orchestration.k8s.gpu_node_selector
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -59,13 +59,13 @@ def test_llm_stage_pods_need_no_gpu_when_the_run_has_a_server(prod: GlaveConfig)
         assert build_stage(name, prod).resources().gpus == 0
     in_process = prod.model_copy(update={"model_server": prod.model_server.model_copy(update={"mode": "in_process"})})
     for name in LLM_STAGES:
-        assert build_stage(name, in_process).resources().gpus == prod.caption.engine.tensor_parallel_size
+        assert build_stage(name, in_process).resources().gpus == prod.engine.tensor_parallel_size
 
 
 def test_serve_flags_follow_the_engine_config(prod: GlaveConfig) -> None:
     gpu = ms.serve_args(prod, "/cache/w", host="0.0.0.0", port=8000, device="cuda")
     cpu = ms.serve_args(prod, "/cache/w", host="127.0.0.1", port=9, device="cpu")
-    e = prod.caption.engine
+    e = prod.engine
     assert gpu[0] == "/cache/w" and gpu[gpu.index("--served-model-name") + 1] == ms.served_name(e)
     assert gpu[gpu.index("--max-model-len") + 1] == str(e.max_model_len)
     assert "--gpu-memory-utilization" in gpu and "--gpu-memory-utilization" not in cpu  # CPU: VLLM_CPU_KVCACHE_SPACE
@@ -107,3 +107,11 @@ def test_stages_find_the_server_through_the_runs_record(tmp_path: Path) -> None:
     stage.engine.close()
     # Stopping with nothing running is safe; the record says it stopped.
     assert ms.stop_local(store, "r-1")["stopped_at"]
+
+
+def test_stage_pods_tell_per_video_pools_their_cpu_request(prod: GlaveConfig) -> None:
+    from operators.render import render_pods
+
+    for pod in render_pods(prod, "nightly-2026-01-01", 0, store_uri=prod.store.root):
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
+        assert env["GLAVE_CPUS"] == pod["spec"]["containers"][0]["resources"]["requests"]["cpu"]

@@ -1,0 +1,135 @@
+"""Per-video work of a CPU stage spread over a process pool, results in the shard's order.
+
+A stage whose per-video work is independent (ingest, the classical tracker) calls
+
+    results = map_videos(ctx, self, "_video", [(video, args...), ...])
+
+and gets one result per item, in item order, whatever order the workers finish in; a video that
+failed gets ``None`` and its failure is recorded on ``ctx`` exactly as ``ctx.guard`` would. Each
+worker process builds the stage once (``setup``: models, descriptors) and works on a
+:class:`VideoContext`, the part of :class:`ShardContext` that makes sense for one video: blobs
+written to the store, upstream files, failures and metrics (summed by the parent).
+
+The pool has as many processes as the stage may use CPUs: the pod's CPU request
+(``GLAVE_CPUS``, set on every pod from the stage's declared resources) or, on one machine, the
+stage's declared ``cpu``, never more than the cores this process may run on. One worker (or one
+video) runs inline, in this process, with no pool at all. GPU stages are not parallelised here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import GlaveConfig
+from .contract import Resources, ShardContext, Stage, quantity
+
+CPUS_ENV = "GLAVE_CPUS"
+
+
+def cpu_workers(resources: Resources) -> int:
+    """Processes for per-video work: the pod's CPU request, else the stage's declared CPUs,
+    capped by the cores available to this process (and 1 for GPU stages)."""
+    if resources.gpus > 0:
+        return 1
+    requested = os.environ.get(CPUS_ENV) or resources.cpu
+    try:
+        n = math.floor(quantity(requested))
+    except ValueError:
+        n = 1
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        available = os.cpu_count() or 1
+    return max(1, min(n, available))
+
+
+@dataclass
+class VideoContext:
+    """What a worker sees of the shard while it works on one video (picklable)."""
+
+    config: GlaveConfig
+    run_id: str
+    shard: int
+    stage: str
+    video_id: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    show_progress: bool = False
+
+    def _ctx(self) -> ShardContext:
+        from .store import open_store
+
+        c = self.config.store
+        store = _STORES.get(c.root)
+        if store is None:
+            store = _STORES[c.root] = open_store(c.root, c.s3, c.local_cache)
+        return ShardContext(store, self.config, self.run_id, self.shard, self.stage, [], {},
+                            errors=self.errors, metrics=self.metrics, show_progress=False)
+
+    def put_bytes(self, data: bytes, *parts: str) -> str:
+        return self._ctx().put_bytes(data, *parts)
+
+    def upstream_file(self, key: str) -> str:
+        return self._ctx().upstream_file(key)
+
+    def add_metric(self, name: str, value: float) -> None:
+        self.metrics[name] = self.metrics.get(name, 0.0) + value
+
+    def fail(self, video_id: str, reason: str, detail: str = "") -> None:
+        self._ctx().fail(video_id, reason, detail)
+
+
+_STORES: dict[str, Any] = {}  # per worker process: one store client per root
+_STAGES: dict[tuple[str, str], Stage] = {}  # per worker process: stages built (and set up) once
+
+
+def _worker_stage(cls: type[Stage], config: GlaveConfig) -> Stage:
+    key = (f"{cls.__module__}.{cls.__qualname__}", config.model_dump_json())
+    stage = _STAGES.get(key)
+    if stage is None:
+        stage = _STAGES[key] = cls(config)
+        stage.setup()
+    return stage
+
+
+def _run_one(cls: type[Stage], config: GlaveConfig, method: str, vctx: VideoContext, args: tuple[Any, ...]) -> Any:
+    stage = _worker_stage(cls, config)
+    ctx = vctx._ctx()
+    result = None
+    with ctx.guard(vctx.video_id):
+        result = getattr(stage, method)(vctx, *args)
+    return result, vctx.errors, vctx.metrics
+
+
+def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[str, tuple[Any, ...]]],
+               workers: int | None = None) -> list[Any]:
+    """``stage.<method>(video_ctx, *args)`` for each ``(video_id, args)``, in item order."""
+    workers = cpu_workers(stage.resources()) if workers is None else workers
+    workers = min(workers, len(items))
+    results: list[Any] = []
+    if workers <= 1:
+        for vid, args in ctx.progress(items, "videos", total=len(items)):
+            result = None
+            with ctx.guard(vid):
+                result = getattr(stage, method)(ctx, *args)
+            results.append(result)
+        return results
+    import multiprocessing
+
+    # forkserver: workers do not inherit this process's threads (OpenCV, BLAS, a progress bar).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        futures = [pool.submit(_run_one, type(stage), stage.config, method,
+                               VideoContext(stage.config, ctx.run_id, ctx.shard, ctx.stage, vid), args)
+                   for vid, args in items]
+        for future in ctx.progress(futures, "videos", total=len(futures)):
+            result, errors, metrics = future.result()
+            for e in errors:
+                ctx.fail(e["video_id"], e["reason"], e["detail"])
+            for name, value in metrics.items():
+                ctx.add_metric(name, value)
+            results.append(result)
+    return results

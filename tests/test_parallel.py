@@ -1,0 +1,71 @@
+"""Per-video work over a process pool: results and failures in the shard's order whatever order
+the workers finish in, metrics summed, each worker's stage set up once, one worker runs inline."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from glave_tasks.contract import Resources, ShardContext, Stage
+from glave_tasks.errors import VideoFailure
+from glave_tasks.parallel import cpu_workers, map_videos
+from glave_tasks.store import ArtifactStore
+
+from tests.support import make_config
+
+
+class SleepyStage(Stage):
+    name = "sleepy"
+
+    def resources(self) -> Resources:
+        return Resources(cpu="2")
+
+    def setup(self) -> None:
+        self.pid = os.getpid()
+
+    def process(self, ctx: ShardContext) -> None:  # pragma: no cover - driven through map_videos
+        pass
+
+    def work(self, ctx: Any, vid: str, delay: float) -> dict[str, Any]:
+        time.sleep(delay)  # later items finish first
+        if vid == "bad":
+            raise VideoFailure("bad_video", "rejected on purpose")
+        key = ctx.put_bytes(vid.encode(), vid, "blob.txt")
+        ctx.add_metric("worked", 1)
+        return {"vid": vid, "pid": os.getpid(), "key": key}
+
+
+def _ctx(tmp_path: Path) -> tuple[ShardContext, SleepyStage]:
+    config = make_config(tmp_path)
+    store = ArtifactStore(config.store.root)
+    return ShardContext(store, config, "r-par", 0, "sleepy", [], {}, show_progress=False), SleepyStage(config)
+
+
+def test_two_workers_keep_the_shard_order_and_record_failures(tmp_path: Path) -> None:
+    ctx, stage = _ctx(tmp_path)
+    items = [(v, (v, d)) for v, d in (("a", 0.6), ("bad", 0.3), ("c", 0.0), ("d", 0.0))]
+    results = map_videos(ctx, stage, "work", items, workers=2)
+    assert [r and r["vid"] for r in results] == ["a", None, "c", "d"]
+    assert [(e["video_id"], e["reason"]) for e in ctx.errors] == [("bad", "bad_video")]
+    assert ctx.metrics["worked"] == 3
+    assert len({r["pid"] for r in results if r}) == 2 and os.getpid() not in {r["pid"] for r in results if r}
+    assert ctx.store.read_bytes(results[3]["key"]) == b"d"
+
+
+def test_one_worker_runs_inline(tmp_path: Path) -> None:
+    ctx, stage = _ctx(tmp_path)
+    results = map_videos(ctx, stage, "work", [("a", ("a", 0.0)), ("bad", ("bad", 0.0))], workers=1)
+    assert results[0]["pid"] == os.getpid() and results[1] is None
+    assert ctx.failed_ids == {"bad"}
+
+
+def test_workers_follow_the_pod_request_and_the_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("GLAVE_CPUS", raising=False)
+    assert cpu_workers(Resources(cpu="500m")) == 1
+    assert cpu_workers(Resources(cpu="64")) == cores
+    assert cpu_workers(Resources(cpu="64", gpus=1)) == 1
+    monkeypatch.setenv("GLAVE_CPUS", "1")
+    assert cpu_workers(Resources(cpu="64")) == 1
