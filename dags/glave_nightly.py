@@ -94,5 +94,9 @@ with DAG(
                             trigger_rule=TriggerRule.ALL_DONE)
 
     discover >> shards >> report >> publish >> mlflow_log
+    # The report runs ALL_DONE so that a failed night is still described; publish does not: it
+    # waits (ALL_SUCCESS, the default) on every shard's last stage as well as on the report, so a
+    # single failed or skipped shard leaves the night unpublished (`glave publish` checks again).
+    shards >> publish
     if server_start is not None and server_stop is not None:
         server_stop.as_teardown(setups=server_start)  # runs even when shards failed

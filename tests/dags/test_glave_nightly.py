@@ -80,7 +80,9 @@ def test_report_publish_and_tracking_follow_the_shards(nightly) -> None:  # type
     assert nightly.get_task("report").upstream_task_ids == {last_stage}
     assert nightly.get_task("report").trigger_rule == "all_done"
     publish = nightly.get_task("publish")
-    assert publish.upstream_task_ids == {"report"} and publish.trigger_rule == "all_success"
+    # Publish depends on every shard's last stage (all mapped instances), not only on the
+    # ALL_DONE report: one failed shard and the night is not published.
+    assert publish.upstream_task_ids == {"report", last_stage} and publish.trigger_rule == "all_success"
     assert [o.name for o in publish.outlets] == ["glave_dataset"]
     assert nightly.get_task("mlflow_log").upstream_task_ids == {"publish"}
     assert nightly.get_task("mlflow_log").trigger_rule == "all_done"
