@@ -57,7 +57,32 @@ def _write_result(path: str | None, obj: Any) -> None:
         Path(path).write_text(json.dumps(obj, sort_keys=True, default=str))
 
 
-@click.group()
+PLUGIN_GROUP = "glave.commands"
+
+
+def _plugins() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+class _Commands(click.Group):
+    """The built-in commands plus those other installed packages register under the
+    ``glave.commands`` entry point group (the Airflow side's ``render-pods``). A plugin is
+    imported only when invoked, so this package never imports the orchestration side."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in _plugins():
+            loaded: click.Command = _plugins()[cmd_name].load()
+            return loaded
+        return found
+
+
+@click.group(cls=_Commands)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def cli(verbose: bool) -> None:
     """GLaVE batch annotation: videos in, fine-grained captions and QA out."""
@@ -233,23 +258,6 @@ def status(run_id: str, config_path: str | None, store: str | None, as_json: boo
 
     _, st = _open(config_path, store)
     _emit(Run(st, run_id).status(), as_json, format_status)
-
-
-@cli.command("render-pods")
-@click.option("--run-id", required=True)
-@click.option("--overlay", default=None, help="Kustomize overlay whose glave config applies (dev, prod or a folder).")
-@click.option("--shard", type=int, default=0, show_default=True)
-@config_opt
-@store_opt
-def render_pods(run_id: str, overlay: str | None, shard: int, config_path: str | None, store: str | None) -> None:
-    """Print every task's Kubernetes pod manifest (YAML) for one shard, without a cluster."""
-    import yaml
-
-    from operators.render import config_for, render_pods as do_render
-
-    cfg = config_for(config_path, overlay)
-    manifests = do_render(cfg, run_id, shard, config_uri=config_path, store_uri=store or cfg.store.root)
-    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False, file=_out())
 
 
 @cli.command()

@@ -15,7 +15,6 @@ from glave_tasks.config import GlaveConfig
 from glave_tasks.contract import Resources
 
 GPU_RESOURCE = "nvidia.com/gpu"
-FAMILIES = ("cpu", "vision", "llm")
 
 
 def image_for(config: GlaveConfig, family: str) -> str:

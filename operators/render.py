@@ -1,4 +1,8 @@
-"""Render the pods a run would create, without a cluster (``glave render-pods``)."""
+"""Render the pods a run would create, without a cluster (``glave render-pods``).
+
+The command lives here, on the Airflow side, and reaches ``glave`` through the
+``glave.commands`` entry point (pyproject.toml), so the pod side never imports this package.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
+from glave_tasks.cli import _out, config_opt, store_opt
 from glave_tasks.config import GlaveConfig, load_config
 from glave_tasks.errors import ConfigError
 from glave_tasks.stages import available
@@ -63,3 +69,16 @@ def render_pods(config: GlaveConfig, run_id: str, shard: int, *, config_uri: str
             pod = op.build_pod_request_obj(context=None, dry_run=True)
             out.append(api.sanitize_for_serialization(pod))
     return out
+
+
+@click.command("render-pods")
+@click.option("--run-id", required=True)
+@click.option("--overlay", default=None, help="Kustomize overlay whose glave config applies (dev, prod or a folder).")
+@click.option("--shard", type=int, default=0, show_default=True)
+@config_opt
+@store_opt
+def render_pods_command(run_id: str, overlay: str | None, shard: int, config_path: str | None, store: str | None) -> None:
+    """Print every task's Kubernetes pod manifest (YAML) for one shard, without a cluster."""
+    cfg = config_for(config_path, overlay)
+    manifests = render_pods(cfg, run_id, shard, config_uri=config_path, store_uri=store or cfg.store.root)
+    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False, file=_out())
