@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .config import GlaveConfig
+from .errors import GlaveError
+from .keys import validate_run_id
 from .layout import RunLayout
 from .run import Run
 from .stages import available, build_stage, config_sections
@@ -95,9 +97,22 @@ def _experiment_id(client: Any, config: GlaveConfig) -> str:
     return client.create_experiment(config.mlflow.experiment, artifact_location=loc)
 
 
-def _find_run(client: Any, exp_id: str, filter_string: str) -> Any | None:
-    runs = client.search_runs([exp_id], filter_string=filter_string, max_results=1)
-    return runs[0] if runs else None
+# Values searched for in MLflow filter strings: run ids (validated at the edge against this same
+# charset) and stage names. Nothing else is ever interpolated into a filter.
+_FILTER_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,250}$")
+
+
+def _find_run(client: Any, exp_id: str, tags: dict[str, str]) -> Any | None:
+    """The run carrying exactly these tag values. Values are checked against a quote-free charset
+    before they reach the filter string, and matches are re-checked by equality, so no run id
+    can select (or write into) another run's MLflow run."""
+    for value in tags.values():
+        if not _FILTER_VALUE.match(value):
+            raise GlaveError(f"refusing to search MLflow for tag value {value[:80]!r}: outside [A-Za-z0-9._-]")
+    filter_string = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    runs = client.search_runs([exp_id], filter_string=filter_string, max_results=100)
+    exact = [r for r in runs if all(r.data.tags.get(k) == v for k, v in tags.items())]
+    return exact[0] if exact else None
 
 
 def _log_params(client: Any, run: Any, params: dict[str, str]) -> None:
@@ -141,6 +156,7 @@ def model_name(stage: str, key: str) -> str:
 
 def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str, Any]:
     """Log one pipeline run to MLflow (idempotent); returns the MLflow run ids and what was logged."""
+    validate_run_id(run_id)  # before any MLflow call: the id becomes a tag and a search value
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
 
@@ -153,7 +169,7 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
     manifest = run.manifest
     shards = run.shards
 
-    parent = _find_run(client, exp_id, f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = 'pipeline'")
+    parent = _find_run(client, exp_id, {RUN_TAG: run_id, STAGE_TAG: "pipeline"})
     if parent is None:
         parent = client.create_run(exp_id, run_name=run_id, tags={
             RUN_TAG: run_id, STAGE_TAG: "pipeline", "glave.store": store.root,
@@ -174,7 +190,7 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
         markers = list(run.commits(stage).values())
         if not markers and not run.ran(stage):
             continue  # the stage never ran for this run
-        child = _find_run(client, exp_id, f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = '{stage}'")
+        child = _find_run(client, exp_id, {RUN_TAG: run_id, STAGE_TAG: stage})
         if child is None:
             child = client.create_run(exp_id, run_name=f"{run_id}/{stage}", tags={
                 RUN_TAG: run_id, STAGE_TAG: stage, "mlflow.parentRunId": parent_id,
