@@ -157,10 +157,47 @@ class TrackConfig(Section):
 
 
 class SamplingConfig(Section):
+    """Engine-wide sampling; ``engine.tasks`` overrides it per task (prompt name)."""
+
     temperature: float = Field(0.2, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(512, ge=1)
+    max_tokens: int = Field(1024, ge=1)
     seed: int | None = 0
+
+
+class TaskGeneration(Section):
+    """Generation settings of one task (a prompt name); unset fields fall back to ``sampling``
+    (and JSON answers to temperature 0)."""
+
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+
+
+# Answer budgets sized to the method's reference outputs (GPT-4o) with headroom: merged keyframe
+# captions ~430 tokens (median), scene captions ~500 (up to ~1,200), QA JSON per scene ~600.
+# JSON tasks decode greedily: a structured answer has one right shape, sampling only breaks it.
+DEFAULT_TASKS: dict[str, dict[str, Any]] = {
+    "overview": {"max_tokens": 1536},
+    "overview_merge": {"max_tokens": 1536},
+    "attention": {"max_tokens": 1536},
+    "differential": {"max_tokens": 1280},
+    "merge": {"max_tokens": 1536},
+    "scene_split": {"max_tokens": 4096, "temperature": 0.0},  # tightened per video to its schema
+    "scene_caption": {"max_tokens": 3072},
+    "qa_scene": {"max_tokens": 2048, "temperature": 0.0},
+    "qa_video": {"max_tokens": 3072, "temperature": 0.0},
+    "qa_refine": {"max_tokens": 768, "temperature": 0.0},
+    "qa_options": {"max_tokens": 768, "temperature": 0.0},
+}
+
+
+class Generation(Section):
+    """What one request is sent with (resolved from the task's settings and ``sampling``)."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
 
 
 class EngineConfig(Section):
@@ -170,8 +207,14 @@ class EngineConfig(Section):
     weights: str | None = None
     dtype: str = "auto"
     tensor_parallel_size: int = Field(1, ge=1)
-    max_model_len: int = Field(8192, ge=256)
-    max_images_per_prompt: int = Field(8, ge=1)
+    # Context of the served model. 32k holds a keyframe's two frames with the overview, and the
+    # longest text prompts (every keyframe caption of a video for the scene split).
+    max_model_len: int = Field(32768, ge=256)
+    # Images one request may carry (the overview sees every keyframe: a video with more is
+    # captioned in parts of this many, then the parts are joined).
+    max_images_per_prompt: int = Field(32, ge=2)
+    # Long side of the keyframes the overview sees (it needs the whole video, not fine detail).
+    overview_image_side: int = Field(448, ge=64)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -182,8 +225,35 @@ class EngineConfig(Section):
     request_deadline_s: float = Field(600.0, gt=0)
     batch_deadline_s: float | None = Field(None, gt=0)
     retries: int = Field(3, ge=0)
+    # Malformed or empty answers are re-sent this many times, then the video fails.
     structured_retries: int = Field(2, ge=0)
+    # An answer cut off by its token budget (finish_reason "length") is re-sent once with the
+    # budget times this factor (within the context), then the video fails with model_output_truncated.
+    length_retry_factor: float = Field(2.0, ge=1.0)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    # Per-task overrides, merged over DEFAULT_TASKS (give only what changes).
+    tasks: dict[str, TaskGeneration] = Field(default_factory=lambda: {
+        k: TaskGeneration(**v) for k, v in DEFAULT_TASKS.items()})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_task_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("tasks"), dict):
+            merged = {k: dict(v) for k, v in DEFAULT_TASKS.items()}
+            for task, values in data["tasks"].items():
+                given = values.model_dump(exclude_none=True) if isinstance(values, BaseModel) else dict(values or {})
+                merged[task] = {**merged.get(task, {}), **given}
+            data = {**data, "tasks": merged}
+        return data
+
+    def generation(self, task: str, *, structured: bool = False, max_tokens: int | None = None) -> Generation:
+        """The settings a request of ``task`` is sent with; ``max_tokens`` (the request's own
+        budget, e.g. sized to its schema) wins over the task's."""
+        t = self.tasks.get(task) or TaskGeneration()
+        s = self.sampling
+        temperature = t.temperature if t.temperature is not None else (0.0 if structured else s.temperature)
+        return Generation(max_tokens=max_tokens or t.max_tokens or s.max_tokens, temperature=temperature,
+                          top_p=t.top_p if t.top_p is not None else s.top_p)
 
     @model_validator(mode="after")
     def _backend_needs(self) -> "EngineConfig":
@@ -192,10 +262,6 @@ class EngineConfig(Section):
         if self.backend == "openai" and not (self.base_url and self.model):
             raise ValueError("backend 'openai' needs base_url and model")
         return self
-
-
-class CaptionConfig(Section):
-    engine: EngineConfig = Field(default_factory=EngineConfig)
 
 
 class QAConfig(Section):
@@ -344,7 +410,8 @@ class GlaveConfig(Section):
     run: RunConfig = Field(default_factory=RunConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
-    caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    # The model engine shared by caption, bridge and qa (per-task settings in engine.tasks).
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
@@ -352,6 +419,14 @@ class GlaveConfig(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("caption"), dict):
+            raise ValueError("caption.engine moved to the top-level 'engine' section (shared by caption, "
+                             "bridge and qa; per-task settings under engine.tasks)")
+        return data
 
     def section_hash(self, *names: str) -> str:
         """Stable hash of the named sections, for stage fingerprints."""

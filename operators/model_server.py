@@ -26,7 +26,7 @@ def server_resources(config: GlaveConfig) -> Resources:
     """What the server pod needs: the engine's declared resources (GPUs included)."""
     from glave_tasks.language import engine_resources
 
-    return engine_resources(config.caption.engine)
+    return engine_resources(config.engine)
 
 
 def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = None) -> list[dict[str, Any]]:
@@ -80,7 +80,7 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
         api_version="apps/v1", kind="Deployment",
         metadata=k8s.V1ObjectMeta(name=name, namespace=k.namespace, labels=labels,
                                   annotations={"glave.io/run-id": run_id,
-                                               "glave.io/model": served_name(config.caption.engine)}),
+                                               "glave.io/model": served_name(config.engine)}),
         spec=k8s.V1DeploymentSpec(
             replicas=1, selector=k8s.V1LabelSelector(match_labels={SERVER_LABEL: name}),
             # One GPU server: the old pod goes before a new one is scheduled.

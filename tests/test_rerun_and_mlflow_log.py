@@ -139,7 +139,7 @@ def test_model_references_in_config_are_tracked() -> None:
     config = load_config(environ={}, overrides={
         "track": {"detector": {"backend": "ultralytics", "weights": "s3://models/det.pt"},
                   "segmenter": {"backend": "sam2", "checkpoint": "s3://models/sam2.pt"}},
-        "caption": {"engine": {"backend": "vllm", "model": "Qwen/Qwen2-VL-2B-Instruct", "revision": "abc123"}},
+        "engine": {"backend": "vllm", "model": "Qwen/Qwen2-VL-2B-Instruct", "revision": "abc123"},
     })
     refs = config_models(config)
     assert refs["track"] == {"detector": "s3://models/det.pt",

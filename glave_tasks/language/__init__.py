@@ -1,6 +1,6 @@
 """Language/vision model layer: one request/response interface, engines chosen by config.
 
-    engine = build_engine(config.caption.engine, cache_dir=..., s3=...)
+    engine = build_engine(config.engine, cache_dir=..., s3=...)
     responses = complete(engine, requests, output_models, structured_retries=...)
 
 Engines: ``rules`` (embedded default, no model), ``vllm`` (in-process offline batches),

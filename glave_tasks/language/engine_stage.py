@@ -1,5 +1,5 @@
 """What the model-driven stages (caption, bridge, qa) share: one engine from
-``caption.engine``, built once per process, its resources, and its ids in the fingerprint."""
+``engine``, built once per process, its resources, and its ids in the fingerprint."""
 
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ class EngineStage(Stage):
         own = Resources(cpu="1", memory=self.cpu_memory)
         if server_needed(self.config):
             return own  # a client of the run's model server: a CPU pod
-        return own.union(engine_resources(self.config.caption.engine))
+        return own.union(engine_resources(self.config.engine))
 
     def model_ids(self) -> dict[str, str]:
         from . import engine_ids
 
-        return engine_ids(self.config.caption.engine)
+        return engine_ids(self.config.engine)
 
     def setup(self) -> None:
         if self.engine is None:
@@ -42,19 +42,19 @@ class EngineStage(Stage):
             if server_needed(self.config):
                 self.engine = connect(self.config)  # the run's model server, started once per run
                 return
-            self.engine = build_engine(self.config.caption.engine, cache_dir=self.config.store.local_cache,
+            self.engine = build_engine(self.config.engine, cache_dir=self.config.store.local_cache,
                                        s3=self.config.store.s3)
 
-    def level_runner(self) -> "LevelRunner":
+    def level_runner(self) -> LevelRunner:
         """A runner that batches one dependency level per engine call for this shard."""
         from .levels import LevelRunner
 
-        engine = self.config.caption.engine
+        engine = self.config.engine
         return LevelRunner(self.engine, structured_retries=engine.structured_retries,
-                           answer_token_cap=engine.max_model_len // 2)
+                           answer_token_cap=engine.max_model_len // 2, length_retry_factor=engine.length_retry_factor)
 
     @staticmethod
-    def record_runner(ctx: ShardContext, runner: "LevelRunner") -> None:
+    def record_runner(ctx: ShardContext, runner: LevelRunner) -> None:
         """Per-video failures the runner collected, and its request counts as shard metrics."""
         for vid, (reason, detail) in runner.failures.items():
             ctx.fail(vid, reason, detail)

@@ -8,8 +8,8 @@ remembers the first failure of each video so that later levels leave that video 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from pydantic import BaseModel
 
@@ -26,6 +26,7 @@ class LevelRunner:
     structured_retries: int = 2
     batched: bool = True  # False: one request per engine call (the reference's way; for benchmarks)
     answer_token_cap: int = 4096  # longest answer a request may ask for (half the model context)
+    length_retry_factor: float = 2.0  # a cut-off answer is retried once with this much more budget
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     requests_per_task: Counter[str] = field(default_factory=Counter)
     engine_calls: int = 0
@@ -38,12 +39,15 @@ class LevelRunner:
             return []
         if self.batched:
             self.engine_calls += 1
-            out = complete(self.engine, requests, models, structured_retries=self.structured_retries)
+            out = complete(self.engine, requests, models, structured_retries=self.structured_retries,
+                           length_retry_factor=self.length_retry_factor, max_answer_tokens=self.answer_token_cap)
         else:
             out = []
             for r, m in zip(requests, models):
                 self.engine_calls += 1
-                out.extend(complete(self.engine, [r], [m], structured_retries=self.structured_retries))
+                out.extend(complete(self.engine, [r], [m], structured_retries=self.structured_retries,
+                                    length_retry_factor=self.length_retry_factor,
+                                    max_answer_tokens=self.answer_token_cap))
         for resp in out:
             if not resp.ok:
                 self.fail(resp.request.key[0], resp.error or "model_error",

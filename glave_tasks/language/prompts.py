@@ -8,7 +8,7 @@ version) re-runs exactly the stages that use it.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,13 @@ PROMPT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 _VERSION = re.compile(r"^\{#-?\s*version:\s*([\w.\-]+)\s*-?#\}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPT_DIR)), undefined=jinja2.StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def prompt_version(name: str) -> str:
     path = PROMPT_DIR / f"{name}.j2"
     if not path.exists():

@@ -25,7 +25,7 @@ class LLMRequest:
     json_schema: dict[str, Any] | None = None  # constrain the answer to this JSON schema
     context: dict[str, Any] = field(default_factory=dict)  # facts behind the prompt (rules engine)
     prompt_version: str | None = None
-    max_tokens: int | None = None  # None: the engine's configured sampling.max_tokens
+    max_tokens: int | None = None  # None: the task's budget (engine.tasks, else engine.sampling)
     attempt: int = 0  # retry number; engines vary the sampling seed with it
     key: Any = None  # caller's handle (video id, keyframe index, ...), returned untouched
 
@@ -44,6 +44,10 @@ class LLMResponse:
     error: str | None = None  # stable reason code when the call failed
     error_detail: str = ""
     attempts: int = 1
+    # Why generation stopped: "stop" (the model ended its answer), "length" (the token budget ran
+    # out: the text is cut off), None when the engine does not say.
+    finish_reason: str | None = None
+    max_tokens: int | None = None  # the answer budget the request was sent with
 
     @property
     def ok(self) -> bool:
@@ -72,6 +76,12 @@ class Engine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+# Reason codes of model output that cannot be used (recorded per video by the stages).
+EMPTY_OUTPUT = "empty_model_output"  # the model answered nothing, also after retries
+TRUNCATED_OUTPUT = "model_output_truncated"  # cut off by the token budget, also after a larger one
+PROMPT_TOO_LONG = "prompt_too_long"  # the prompt (images counted) leaves no room for the answer
 
 
 class EngineError(Exception):

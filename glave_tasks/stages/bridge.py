@@ -18,7 +18,7 @@ class BridgeStage(EngineStage):
     name = "bridge"
     needs = ("ingest", "track", "caption")
     outputs = ("scenes", "video_captions")
-    config_sections = ("run", "caption")
+    config_sections = ("run", "engine")
     timeout_min = 240
 
     def prompt_versions(self) -> dict[str, str]:

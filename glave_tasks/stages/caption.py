@@ -17,7 +17,7 @@ class CaptionStage(EngineStage):
     name = "caption"
     needs = ("ingest", "track")
     outputs = ("overviews", "local_captions")
-    config_sections = ("run", "caption")
+    config_sections = ("run", "engine")
     timeout_min = 360
 
     def prompt_versions(self) -> dict[str, str]:
@@ -32,7 +32,7 @@ class CaptionStage(EngineStage):
 
         videos = load_facts(ctx)
         runner = self.level_runner()
-        overview_rows, local_rows = caption_shard(videos, runner, self.config.caption.engine.max_images_per_prompt)
+        overview_rows, local_rows = caption_shard(videos, runner, self.config.engine.max_images_per_prompt)
         self.record_runner(ctx, runner)
         ctx.write("overviews", overview_rows)
         ctx.write("local_captions", local_rows)

@@ -18,7 +18,7 @@ class QAStage(EngineStage):
     name = "qa"
     needs = ("ingest", "track", "caption", "bridge")
     outputs = ("qa",)
-    config_sections = ("run", "caption", "qa")
+    config_sections = ("run", "engine", "qa")
     timeout_min = 240
 
     cpu_memory = "4Gi"  # the embedding model for de-duplication

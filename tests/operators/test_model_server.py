@@ -66,7 +66,7 @@ def test_serve_flags_follow_the_engine_config(prod: GlaveConfig) -> None:
     gpu = ms.serve_args(prod, "/cache/w", host="0.0.0.0", port=8000, device="cuda")
     cpu = ms.serve_args(prod, "/cache/w", host="127.0.0.1", port=9, device="cpu")
     e = prod.engine
-    assert gpu[0] == "/cache/w" and gpu[gpu.index("--served-model-name") + 1] == ms.served_name(e)
+    assert gpu[gpu.index("--model") + 1] == "/cache/w" and gpu[gpu.index("--served-model-name") + 1] == ms.served_name(e)
     assert gpu[gpu.index("--max-model-len") + 1] == str(e.max_model_len)
     assert "--gpu-memory-utilization" in gpu and "--gpu-memory-utilization" not in cpu  # CPU: VLLM_CPU_KVCACHE_SPACE
     assert "xgrammar" in gpu[gpu.index("--structured-outputs-config") + 1]
@@ -76,7 +76,7 @@ def test_serve_flags_follow_the_engine_config(prod: GlaveConfig) -> None:
 def test_dag_starts_one_server_as_setup_and_tears_it_down(tmp_path: Path, executor: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
-    dag = load_dag_module({"GLAVE__CAPTION__ENGINE__BACKEND": "vllm", "GLAVE__CAPTION__ENGINE__MODEL": "m",
+    dag = load_dag_module({"GLAVE__ENGINE__BACKEND": "vllm", "GLAVE__ENGINE__MODEL": "m",
                            "GLAVE__ORCHESTRATION__EXECUTOR": executor}).dag
     start, stop = dag.get_task("model_server_start"), dag.get_task("model_server_stop")
     assert start.is_setup and stop.is_teardown
@@ -89,7 +89,7 @@ def test_dag_starts_one_server_as_setup_and_tears_it_down(tmp_path: Path, execut
 
 
 def test_stages_find_the_server_through_the_runs_record(tmp_path: Path) -> None:
-    config = make_config(tmp_path, caption={"engine": {"backend": "vllm", "model": "tiny", "revision": "r1"}},
+    config = make_config(tmp_path, engine={"backend": "vllm", "model": "tiny", "revision": "r1"},
                          model_server={"device": "cpu"})
     store = ArtifactStore(config.store.root)
     # No server yet: a clear error naming the ways to start one.
@@ -98,7 +98,7 @@ def test_stages_find_the_server_through_the_runs_record(tmp_path: Path) -> None:
     store.write_json(ms.record_key("r-1"), {"url": "http://127.0.0.1:9/v1", "device": "cpu", "kind": "local"})
     attached = ms.attach(config, store, "r-1")
     assert attached.model_server.url == "http://127.0.0.1:9/v1"
-    assert attached.section_hash("caption") == config.section_hash("caption")  # fingerprints do not move
+    assert attached.section_hash("engine") == config.section_hash("engine")  # fingerprints do not move
     stage: Any = build_stage("caption", attached)
     stage.setup()
     assert stage.engine.generator == "vllm" and stage.engine.model_id == "tiny"

@@ -99,7 +99,7 @@ def test_resources_follow_the_stage_declaration_and_gpus_only_where_declared(ren
             assert not spec.get("nodeSelector") and not spec.get("tolerations")
             assert spec["priorityClassName"] == k.priority_class
     # Production puts track and the language stages on GPUs; the embedded default uses none.
-    assert saw_gpu == (config.caption.engine.backend == "vllm")
+    assert saw_gpu == (config.engine.backend == "vllm")
 
 
 def test_each_stage_runs_its_family_image(rendered) -> None:  # type: ignore[no-untyped-def]

@@ -49,8 +49,8 @@ def test_malformed_scene_split_fails_only_its_video_after_retries(serve, tmp_pat
 
     server = serve(respond)
     store = _shard(tmp_path)
-    config = load_config(environ={}, overrides={"caption": {"engine": {
-        "backend": "openai", "base_url": server.url, "model": "served", "structured_retries": 2, "retries": 0}}})
+    config = load_config(environ={}, overrides={"engine": {
+        "backend": "openai", "base_url": server.url, "model": "served", "structured_retries": 2, "retries": 0}})
     run_stage(build_stage("caption", config), store, RUN, 0, show_progress=False)
     layout = RunLayout(RUN)
     rows = store.read_table(layout.table("caption", 0, "local_captions")).to_pylist()

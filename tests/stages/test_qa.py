@@ -104,4 +104,4 @@ def test_malformed_answers_are_retried_then_fail_only_their_video(seeded: Artifa
     # One engine call per level (generate, refine, options), then the malformed options re-sent alone.
     tasks = [t for t, _ in engine.calls]
     assert tasks[:3] == ["qa_scene", "qa_refine", "qa_options"]
-    assert tasks[3:] == ["qa_options"] * config.caption.engine.structured_retries
+    assert tasks[3:] == ["qa_options"] * config.engine.structured_retries

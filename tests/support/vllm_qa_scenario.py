@@ -21,16 +21,20 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
 
     from .vllm_scenarios import CountingEngine
 
+    from glave_tasks.config import DEFAULT_TASKS
+
     config = load_config(environ={}, overrides={
         "store": {"root": store_dir, "local_cache": f"{store_dir}/../cache"},
         "run": {"max_failure_ratio": 1.0},  # a random model may fail every video; the test reads why
-        "caption": {"engine": {
+        "engine": {
             "backend": "vllm", "model": "tiny-qwen2-vl", "revision": "test-rev", "weights": model_dir,
             "dtype": "bfloat16", "max_model_len": 4096, "structured_retries": 1, "gpu_memory_utilization": 0.08,
             "sampling": {"max_tokens": 160, "temperature": 0.0, "seed": 0},  # greedy: no seeded CPU generator
-        }},
+            # A random model: short budgets keep CPU decoding quick (real budgets are in DEFAULT_TASKS).
+            "tasks": {task: {"max_tokens": 160} for task in DEFAULT_TASKS},
+        },
     })
-    engine = CountingEngine(build_engine(config.caption.engine, cache_dir=config.store.local_cache))
+    engine = CountingEngine(build_engine(config.engine, cache_dir=config.store.local_cache))
     store = ArtifactStore(store_dir)
     result: dict[str, Any] = {}
     try:

@@ -2,7 +2,7 @@
 
     .venv-llm/bin/python -m tests.support.vllm_scenarios <model_dir> <store_dir> <run_id> <out.json>
 
-One engine is built through the config (``caption.engine.backend: vllm``) and reused for every
+One engine is built through the config (``engine.backend: vllm``) and reused for every
 scenario, because engine start costs tens of seconds on CPU. The results (structure, counts,
 provenance; never the gibberish text itself) are written as JSON for the tests to assert on.
 """
@@ -59,18 +59,22 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
     from glave_tasks.stages.caption import CaptionStage
     from glave_tasks.store import ArtifactStore
 
+    from glave_tasks.config import DEFAULT_TASKS
+
     config = load_config(environ={}, overrides={
         "store": {"root": store_dir, "local_cache": f"{store_dir}/../cache"},
-        "caption": {"engine": {
+        "engine": {
             "backend": "vllm", "model": "tiny-qwen2-vl", "revision": "test-rev", "weights": model_dir,
             "dtype": "bfloat16", "max_model_len": 4096, "max_images_per_prompt": 4, "structured_retries": 2,
             # On CPU this is the share of host memory reserved for the KV cache.
             "gpu_memory_utilization": 0.08, "sampling": {"max_tokens": 48, "temperature": 0.8, "seed": 0},
-        }},
+            # A random model: short budgets keep CPU decoding quick (real budgets are in DEFAULT_TASKS).
+            "tasks": {task: {"max_tokens": 48} for task in DEFAULT_TASKS},
+        },
     })
     results: dict[str, Any] = {}
     started = time.perf_counter()
-    engine = CountingEngine(build_engine(config.caption.engine, cache_dir=config.store.local_cache))
+    engine = CountingEngine(build_engine(config.engine, cache_dir=config.store.local_cache))
     results["startup_s"] = time.perf_counter() - started
 
     # 1. Image prompts and text prompts in one batch.

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ...config import EngineConfig
+from ..types import PROMPT_TOO_LONG, EngineError, ImageInput, LLMRequest, LLMResponse
 from .served import ServedModel
-from ..types import EngineError, ImageInput, LLMRequest, LLMResponse
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class OpenAIEngine(ServedModel):
         import openai
 
         if not (config.base_url and config.model):
-            raise EngineError("openai engine needs caption.engine.base_url and caption.engine.model")
+            raise EngineError("openai engine needs engine.base_url and engine.model")
         self.config = config
         self.model_id = config.model
         self.model_revision = config.revision
@@ -61,9 +61,11 @@ class OpenAIEngine(ServedModel):
 
     def _one(self, req: LLMRequest, batch_deadline: float | None = None) -> LLMResponse:
         s = self.config.sampling
+        # Per-task budget and temperature (engine.tasks); JSON answers decode greedily.
+        gen = self.config.generation(req.task, structured=req.json_schema is not None, max_tokens=req.max_tokens)
         kwargs: dict[str, Any] = dict(
             model=self.config.model, messages=[{"role": "user", "content": _content(req)}],
-            temperature=s.temperature, top_p=s.top_p, max_tokens=req.max_tokens or s.max_tokens,
+            temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.max_tokens,
         )
         if s.seed is not None and self.per_request_seed:
             kwargs["seed"] = s.seed + 1000 * req.attempt
@@ -73,7 +75,12 @@ class OpenAIEngine(ServedModel):
         started = time.perf_counter()
         out, failure = self._call(kwargs, batch_deadline)
         if out is None:
-            return self._failed(req, failure[0], failure[1], started)
+            reason, detail = failure
+            if reason == "model_http_error" and _is_context_error(detail):
+                # The server measured the prompt (its tokenizer, images counted) and refused it:
+                # this request fails alone, the rest of the batch goes on.
+                reason = PROMPT_TOO_LONG
+            return self._failed(req, reason, detail, started)
         choice = out.choices[0] if out.choices else None
         usage = out.usage
         return LLMResponse(
@@ -81,6 +88,7 @@ class OpenAIEngine(ServedModel):
             model_id=out.model or self.model_id, model_revision=self.model_revision,
             prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=usage.completion_tokens if usage else 0,
             latency_s=time.perf_counter() - started,
+            finish_reason=choice.finish_reason if choice else None, max_tokens=gen.max_tokens,
         )
 
     def _failed(self, req: LLMRequest, reason: str, detail: str, started: float) -> LLMResponse:
@@ -163,6 +171,13 @@ class OpenAIEngine(ServedModel):
 
 class _DeadlineExceeded(Exception):
     pass
+
+
+def _is_context_error(detail: str) -> bool:
+    """An HTTP 400 that says the prompt does not fit the model's context (vLLM and OpenAI wording)."""
+    text = detail.lower()
+    return detail.startswith("HTTP 400") and any(k in text for k in (
+        "maximum context length", "context length", "context_length_exceeded", "too long", "max_model_len"))
 
 
 def _retry_after(response: Any) -> float | None:

@@ -9,7 +9,8 @@ request's ``context`` and returns text (or JSON text for structured tasks).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...backends import Backend
 from ...config import EngineConfig
@@ -58,7 +59,7 @@ class RulesEngine(Backend):
                 continue
             text = handler(req.context)
             out.append(LLMResponse(req, text, self.generator, self.model_id, None,
-                                   latency_s=time.perf_counter() - started))
+                                   latency_s=time.perf_counter() - started, finish_reason="stop"))
         return out
 
     def close(self) -> None:

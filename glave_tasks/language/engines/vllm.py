@@ -13,11 +13,18 @@ from typing import Any
 
 from ...config import EngineConfig, S3Options
 from ...contract import Resources
-from ..types import EngineError, ImageInput, LLMRequest, LLMResponse
 from ...weights import resolve_weights
+from ..types import PROMPT_TOO_LONG, EngineError, ImageInput, LLMRequest, LLMResponse
 from .served import ServedModel
 
 log = logging.getLogger(__name__)
+
+MIN_ANSWER_TOKENS = 64  # a prompt that leaves less room than this for the answer fails alone
+
+
+def _is_length_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(k in text for k in ("maximum context length", "too long", "max_model_len", "exceeds"))
 
 
 class VLLMEngine(ServedModel):
@@ -45,7 +52,7 @@ class VLLMEngine(ServedModel):
         self.config = config
         source = config.weights or config.model
         if source is None:
-            raise EngineError("vllm engine needs caption.engine.model or caption.engine.weights")
+            raise EngineError("vllm engine needs engine.model or engine.weights")
         self.model_path = str(resolve_weights(source, cache_dir, s3)) if config.weights else source
         self.model_id = config.model or Path(self.model_path).name
         self.model_revision = config.revision
@@ -74,7 +81,7 @@ class VLLMEngine(ServedModel):
         self.per_request_seed = not current_platform.is_cpu()
         log.info("vLLM engine %s ready in %.1f s", self.model_id, self.startup_s)
 
-    def _sampling(self, req: LLMRequest) -> Any:
+    def _sampling(self, req: LLMRequest, max_tokens: int | None = None) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -82,27 +89,98 @@ class VLLMEngine(ServedModel):
         # A retry must not repeat the same sample: the seed moves with the attempt number.
         seed = None if s.seed is None or not self.per_request_seed else s.seed + 1000 * req.attempt
         structured = StructuredOutputsParams(json=req.json_schema) if req.json_schema is not None else None
-        return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=req.max_tokens or s.max_tokens,
+        gen = self.config.generation(req.task, structured=req.json_schema is not None, max_tokens=req.max_tokens)
+        return SamplingParams(temperature=gen.temperature, top_p=gen.top_p, max_tokens=max_tokens or gen.max_tokens,
                               seed=seed, structured_outputs=structured)
 
     def generate(self, requests: list[LLMRequest]) -> list[LLMResponse]:
         if not requests:
             return []
         messages = [[{"role": "user", "content": _content(r)}] for r in requests]
-        params = [self._sampling(r) for r in requests]
+        responses: list[LLMResponse | None] = [None] * len(requests)
+        budgets: list[int] = [0] * len(requests)
+        runnable: list[int] = []
+        # One over-long prompt would make vLLM reject the whole batch: each prompt is measured
+        # first (the model's own processor, images included); one that leaves no room for an
+        # answer fails alone, and the answer budget of the others is kept inside the context.
+        for i, (req, msgs) in enumerate(zip(requests, messages)):
+            wanted = self.config.generation(req.task, structured=req.json_schema is not None,
+                                            max_tokens=req.max_tokens).max_tokens
+            length = self.prompt_length(msgs)
+            room = self.config.max_model_len - (length or 0)
+            if length is not None and room < MIN_ANSWER_TOKENS:
+                responses[i] = self._failed(req, PROMPT_TOO_LONG, f"prompt of {length} tokens (images included) "
+                                            f"leaves {room} of max_model_len {self.config.max_model_len} for the answer")
+                continue
+            budgets[i] = min(wanted, room)
+            runnable.append(i)
+        for i, resp in zip(runnable, self._run([requests[i] for i in runnable], [messages[i] for i in runnable],
+                                               [budgets[i] for i in runnable])):
+            responses[i] = resp
+        return [r for r in responses if r is not None]
+
+    def _run(self, requests: list[LLMRequest], messages: list[Any], budgets: list[int]) -> list[LLMResponse]:
+        if not requests:
+            return []
+        params = [self._sampling(r, b) for r, b in zip(requests, budgets)]
         started = time.perf_counter()
-        outputs = self.llm.chat(messages, params, use_tqdm=False)
+        try:
+            outputs = self.llm.chat(messages, params, use_tqdm=False)
+        except ValueError as exc:
+            # vLLM validates every prompt before scheduling: a prompt it refuses (too long by
+            # its own count) sinks the batch. Isolate it: run the requests one by one.
+            if len(requests) == 1:
+                return [self._failed(requests[0], PROMPT_TOO_LONG if _is_length_error(exc) else "model_rejected",
+                                     f"{type(exc).__name__}: {str(exc)[:300]}")]
+            log.warning("vLLM rejected a batch of %d (%s); sending its requests one by one", len(requests), exc)
+            return [r for req, m, b in zip(requests, messages, budgets) for r in self._run([req], [m], [b])]
         # Offline batches have no per-request wall time: each request carries its share of the batch.
         share = (time.perf_counter() - started) / len(requests)
         responses = []
-        for req, out in zip(requests, outputs):
+        for req, out, budget in zip(requests, outputs, budgets):
             completion = out.outputs[0]
             responses.append(LLMResponse(
                 request=req, text=completion.text, generator=self.generator, model_id=self.model_id,
                 model_revision=self.model_revision, prompt_tokens=len(out.prompt_token_ids or []),
                 completion_tokens=len(completion.token_ids), latency_s=share,
+                finish_reason=completion.finish_reason, max_tokens=budget,
             ))
         return responses
+
+    def prompt_length(self, messages: list[dict[str, Any]]) -> int | None:
+        """Tokens of one chat prompt as the model sees it (images expanded to their tokens), from
+        the model's own processor; None when the model ships no processor that can tell."""
+        processor = self._processor()
+        if processor is None:
+            return None
+        conversation = [{"role": m["role"], "content": [
+            {"type": "image", "image": p["image_pil"]} if p["type"] == "image_pil" else p for p in m["content"]]}
+            for m in messages]
+        try:
+            ids = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                                return_dict=True)["input_ids"]
+        except Exception as exc:  # noqa: BLE001 - a processor that cannot count: vLLM will check
+            log.debug("prompt length unknown (%s)", exc)
+            return None
+        return len(ids[0]) if ids and isinstance(ids[0], list) else len(ids)
+
+    def _processor(self) -> Any:
+        if not hasattr(self, "_proc"):
+            try:
+                from transformers import AutoProcessor
+
+                revision = None if self.config.weights else self.config.revision
+                self._proc = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                    self.model_path, revision=revision)
+            except Exception as exc:  # noqa: BLE001 - counted by vLLM instead
+                log.info("no processor to measure prompts with (%s); vLLM's own check applies", exc)
+                self._proc = None
+        return self._proc
+
+    def _failed(self, req: LLMRequest, reason: str, detail: str) -> LLMResponse:
+        log.warning("vllm request %s failed: %s", req.task, detail)
+        return LLMResponse(request=req, text="", generator=self.generator, model_id=self.model_id,
+                           model_revision=self.model_revision, error=reason, error_detail=detail)
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
