@@ -140,6 +140,13 @@ class SegmenterConfig(Section):
     # Run the detector (new IDs, re-matching) every this many dense samples; SAM 2 propagates
     # masks to the samples in between.
     detect_every: int = Field(1, ge=1)
+    # SAM 2 runtime (see glave_tasks/vision/segmenters/sam2.py): dense frames per image-encoder
+    # call; detection-conditioned memories kept per object; bf16 autocast on CUDA; torch.compile
+    # of SAM 2's fixed-shape parts (CUDA only; pays off on long shards, costs minutes to warm up).
+    encode_batch: int = Field(4, ge=1)
+    max_cond_frames: int = Field(2, ge=1)
+    precision: Literal["bfloat16", "float32"] = "bfloat16"
+    compile: bool = False
 
     @model_validator(mode="after")
     def _sam2_needs_checkpoint(self) -> "SegmenterConfig":
@@ -154,6 +161,11 @@ class TrackConfig(Section):
     match_iou: float = Field(0.8, gt=0, le=1)
     min_object_px: int = Field(16, ge=1)
     contour_thickness: int = Field(2, ge=1)
+    # Track lifecycle (glave_tasks/vision/track_lifecycle.py): a track no detection re-matches
+    # ends after this many detection samples (0: the method's rule, present only when detected);
+    # at most this many objects per sample, highest scores kept.
+    max_missed_detections: int = Field(0, ge=0)
+    max_objects_per_frame: int = Field(32, ge=1)
 
 
 class SamplingConfig(Section):

@@ -1,13 +1,22 @@
-"""Pure-PyTorch ``torchvision::nms`` for CPU machines whose torchvision wheel is CUDA-linked.
+"""Pure-PyTorch ``torchvision::nms`` where torchvision's own operators cannot load.
 
-PyPI only ships CUDA-linked torchvision wheels for Linux; beside a CPU build of torch its C
+PyPI only ships CUDA-linked torchvision wheels for Linux; beside a CPU build of torch their C
 extension does not load, and ``import torchvision`` then fails registering fake kernels for
-``torchvision::nms``/``qnms``. Registering these operators first makes torchvision (and so
-ultralytics and SAM 2) import and run on CPU. GPU images ship matching builds: there the
-operators exist and :func:`ensure_torchvision_ops` does nothing.
+``torchvision::nms``. There, registering these operators makes torchvision (and so ultralytics
+and SAM 2) import and run on CPU.
+
+Where the builds match (the GPU images), torchvision's C extension registers the very same
+operators when torchvision is imported, and a second registration of them aborts the process
+(``c10::Error``, not a Python exception). So :func:`ensure_torchvision_ops` always imports
+torchvision *first* and only then decides: operators present, nothing to do; operators missing,
+register the fallback and import torchvision again. The same function runs in the stage path
+(the vision backends call it before importing ultralytics or SAM 2) and in child processes
+(``glave_tasks/compat/site/sitecustomize.py``).
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -44,10 +53,34 @@ def _has_op(name: str) -> bool:
         return False
 
 
+def _import_torchvision() -> BaseException | None:
+    """Import torchvision (which loads its C extension where it can); the error if it failed."""
+    try:
+        import torchvision  # noqa: F401
+    except (RuntimeError, ImportError, OSError) as exc:
+        return exc
+    return None
+
+
+def _forget_torchvision() -> None:
+    # A failed import leaves its already-imported submodules behind; the retry must start clean.
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+
+
 def ensure_torchvision_ops() -> bool:
-    """Register the fallback operators if torchvision's own are missing. True if it did."""
+    """Make ``torchvision`` importable with a working ``torchvision::nms``.
+
+    Imports torchvision first; registers the pure-PyTorch operators only when torchvision's own
+    did not load. Returns True if it registered them (once per process), False otherwise.
+    """
     global _LIB
-    if _LIB is not None or _has_op("nms"):
+    if _LIB is not None:
+        return False
+    error = _import_torchvision()
+    if _has_op("nms"):
+        if error is not None:  # the operators loaded, so the failure is something else: surface it
+            raise error
         return False
     lib = torch.library.Library("torchvision", "DEF")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
@@ -55,10 +88,12 @@ def ensure_torchvision_ops() -> bool:
     lib.impl("nms", _nms, "CPU")
     lib.impl("qnms", _nms, "CPU")
     _LIB = lib
+    if error is not None:
+        _forget_torchvision()
     import torchvision.extension
     import torchvision.ops.boxes
 
     if not torchvision.extension._has_ops():
         # torchvision.ops.nms refuses to run without its C extension; nms itself is now present.
-        torchvision.ops.boxes._assert_has_ops = lambda: None
+        torchvision.ops.boxes._assert_has_ops = lambda: None  # type: ignore[attr-defined]
     return True

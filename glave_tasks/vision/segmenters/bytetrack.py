@@ -15,6 +15,7 @@ import numpy as np
 from ...backends import Backend
 from ...config import TrackConfig
 from ...contract import Resources
+from ..track_lifecycle import top_scoring
 from ..types import Detection, TrackedObject, VideoFrames, box_mask
 
 
@@ -44,9 +45,13 @@ class ByteTrackSegmenter(Backend):
         renumber: dict[tuple[int, int], int] = {}
         tracker: BYTETracker | None = None
         labels: list[str] = []
-        for i, dets in enumerate(detections):
+        for i, found in enumerate(detections):
             if tracker is None or video.shots[i] != video.shots[i - 1]:
                 tracker = BYTETracker(self.args)
+            # At most max_objects_per_frame objects, highest scores kept. Tracks are reported only
+            # on samples where a detection matches them (the method's presence rule); a lost
+            # track is only remembered, unreported, for re-identification (track_buffer).
+            dets = [found[k] for k in top_scoring([d.score for d in found], self.config.max_objects_per_frame)]
             height, width = video.images[i].shape[:2]
             # Classes are indices into this video's label list (BYTETracker tracks class ids).
             for d in dets:
