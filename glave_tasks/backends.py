@@ -38,6 +38,8 @@ REGISTRY: dict[str, dict[str, str]] = {
         "rules": "glave_tasks.language.engines.rules:RulesEngine",
         "vllm": "glave_tasks.language.engines.vllm:VLLMEngine",
         "openai": "glave_tasks.language.engines.openai:OpenAIEngine",
+        # Caption evaluation only (evaluate.judge.backend): sentence embeddings, no LLM.
+        "embedded": "glave_tasks.evaluation.embedded:EmbeddedJudge",
     },
 }
 

@@ -375,6 +375,80 @@ def report(run_id: str, config_path: str | None, store: str | None, as_json: boo
     _emit(result, as_json, lambda r: f"report: {r['html']}")
 
 
+@cli.command()
+@click.option("--run-id", default=None, help="Evaluate this run's captions (videos that completed QA).")
+@click.option("--records", default=None, help="Or: an exported dataset / folder of GLaVE JSON records (path or s3://).")
+@click.option("--questions", default=None, help="Benchmark annotation folder or s3:// prefix (default: "
+              "evaluate.questions; unset: the records' own QA).")
+@click.option("--name", default=None, help="Name of this evaluation (default: benchmark | self-qa).")
+@click.option("--out", "out_uri", default=None, help="Results folder or s3:// prefix (default for a run: "
+              "runs/<run>/evaluation/<name>/).")
+@click.option("--baseline", "baseline_run_id", default=None, help="Compare with this run's evaluation "
+              "(default: evaluate.baseline_run_id, else the latest other run with this question set).")
+@click.option("--repeats", type=int, default=None, help="Judge repeats per question (default: evaluate.repeats).")
+@click.option("--fail-on-regression/--no-fail-on-regression", default=True, show_default=True,
+              help="Exit 1 when accuracy dropped more than evaluate.regression_margin against the baseline.")
+@config_opt
+@store_opt
+@json_opt
+@result_file_opt
+def evaluate(run_id: str | None, records: str | None, questions: str | None, name: str | None, out_uri: str | None,
+             baseline_run_id: str | None, repeats: int | None, fail_on_regression: bool, config_path: str | None,
+             store: str | None, as_json: bool, result_file: str | None) -> None:
+    """Score captions with a judge: benchmark-protocol QA, accuracy per dimension and per video, E-rate."""
+    from .evaluation.pipeline import evaluate as do_evaluate
+
+    cfg, st = _open(config_path, store)
+    summary = do_evaluate(st, cfg, run_id=run_id, records=records, questions=questions, name=name, out=out_uri,
+                          baseline_run_id=baseline_run_id, repeats=repeats)
+    small = {k: summary[k] for k in ("run_id", "name", "html", "requests")}
+    small.update(accuracy=summary["scores"]["accuracy"], e_rate=summary["scores"]["e_rate"],
+                 questions=summary["scores"]["questions"], skipped=summary["skipped"]["total"],
+                 judge=summary["judge"]["label"], regression=(summary["comparison"] or {}).get("status", "no_baseline"))
+    _write_result(result_file, small)
+    _emit(summary, as_json, _format_evaluation)
+    if fail_on_regression and (summary["comparison"] or {}).get("regressed"):
+        raise click.exceptions.Exit(1)
+
+
+def _format_evaluation(s: dict[str, Any]) -> str:
+    sc = s["scores"]
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    lines = [f"{s['name']} evaluation of {s['captions']}", f"  judge: {s['judge']['label']}, {s['judge']['repeats']} repeats",
+             f"  accuracy {pct(sc['accuracy'])} over {sc['questions']} questions; E-rate {pct(sc['e_rate'])}; "
+             f"unparsable {sc['unparsable']}; ties {sc['ties']}; not scored {s['skipped']['total']} {s['skipped']['by_reason']}"]
+    lines += [f"  {d:<22} {pct(r['accuracy']):>7}  E {pct(r['e_rate']):>7}  n={r['questions']}" for d, r in sc["per_dimension"].items()]
+    cmp = s.get("comparison")
+    if cmp:
+        lines.append(f"  vs {cmp['baseline_run_id']}: {pct(cmp['baseline_accuracy'])} -> {pct(cmp['accuracy'])} "
+                     f"({cmp['status']}, allowed drop {cmp['margin']})")
+    lines.append(f"  results: {s['html']}")
+    return "\n".join(lines)
+
+
+@cli.command("evaluate-compare")
+@click.option("--run-id", required=True)
+@click.option("--name", default="benchmark", show_default=True, help="Which evaluation of the run (question set).")
+@click.option("--baseline", "baseline_run_id", default=None, help="Baseline run (default: evaluate.baseline_run_id, "
+              "else the latest other run with this evaluation).")
+@config_opt
+@store_opt
+@json_opt
+def evaluate_compare(run_id: str, name: str, baseline_run_id: str | None, config_path: str | None, store: str | None,
+                     as_json: bool) -> None:
+    """Compare a run's evaluation with a baseline run's; exit 2 when accuracy regressed past the margin."""
+    from .evaluation.pipeline import check_regression
+
+    cfg, st = _open(config_path, store)
+    result = check_regression(st, cfg, run_id, name, baseline_run_id)
+    _emit(result, as_json, lambda r: f"{name}: {r['status']}" + (
+        f", accuracy {r['baseline_accuracy']} ({r['baseline_run_id']}) -> {r['accuracy']} ({run_id}), delta {r['delta']}"
+        if r["status"] != "no_baseline" else f" for {run_id}"))
+
+
 def _quiet_third_parties() -> None:
     """Third-party libraries keep their settings and caches out of $HOME and quiet on stdout."""
     import tempfile

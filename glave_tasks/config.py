@@ -394,13 +394,16 @@ class SelfConsistencyConfig(Section):
     enabled: bool = True
     sample_size: int = Field(64, ge=1)  # questions per shard
     seed: int = 0
-    warn: float | None = Field(0.3, ge=0, le=1)  # share of sampled QA the caption does not support
-    fail: float | None = Field(0.6, ge=0, le=1)
-    critical: bool = False  # true: a failing gate blocks publish
+    # Share of sampled QA the caption does not support. The default embedded judge only warns: it
+    # cannot read counts or directions in short options (rules-engine QA score ~1.0 unsupported),
+    # so set fail (and critical: a failing gate blocks publish) with an LLM judge.
+    warn: float | None = Field(0.5, ge=0, le=1)
+    fail: float | None = Field(None, ge=0, le=1)
+    critical: bool = False
     judge: JudgeConfig = Field(default_factory=JudgeConfig)  # CPU pod: embedded or openai only
 
     @model_validator(mode="after")
-    def _cpu_judge(self) -> "SelfConsistencyConfig":
+    def _cpu_judge(self) -> SelfConsistencyConfig:
         if self.judge.backend == "vllm":
             raise ValueError("the self-consistency gate runs in the CPU validate pod: use judge backend "
                              "'embedded' or 'openai' (e.g. a vllm serve endpoint)")

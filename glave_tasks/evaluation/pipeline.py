@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import __version__, schemas
@@ -167,7 +167,7 @@ def evaluate(store: ArtifactStore, config: GlaveConfig, *, run_id: str | None = 
     for s in skipped:
         reasons[s.reason] = reasons.get(s.reason, 0) + 1
     summary: dict[str, Any] = {
-        "run_id": run_id, "name": name, "created_at": datetime.now(timezone.utc).isoformat(),
+        "run_id": run_id, "name": name, "created_at": datetime.now(UTC).isoformat(),
         "code_version": __version__, "captions": source.description, "judge": judge,
         "question_set": {"name": qs.name, "source": qs.source, "questions": len(qs.questions) + len(qs.skipped),
                          "videos": len(qs.video_ids)},
@@ -176,7 +176,9 @@ def evaluate(store: ArtifactStore, config: GlaveConfig, *, run_id: str | None = 
                     "videos_not_in_run": sorted({s.video_id for s in missing if s.reason == "video_not_in_run"})},
         "tables": {t: target.store.uri(target.key(f"{t}.parquet")) for t in ("votes", "answers", "scores", "skipped")},
     }
-    baseline = find_baseline(store, run_id, name, baseline_run_id or ev.baseline_run_id) if run_id is not None or baseline_run_id else None
+    baseline = None
+    if run_id is not None or baseline_run_id:
+        baseline = find_baseline(store, run_id, name, baseline_run_id or ev.baseline_run_id)
     summary["comparison"] = compare(summary, baseline, ev.regression_margin) if baseline is not None else None
     target.store.write_json(target.key("summary.json"), summary)
     from ..report.evaluation import evaluation_page

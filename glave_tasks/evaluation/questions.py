@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any
 
 from ..config import S3Options
 from ..errors import GlaveError
@@ -189,7 +190,8 @@ def from_records(records: Iterable[Record], name: str = "self-qa") -> QuestionSe
     qs = QuestionSet(name, "records")
     for rec in records:
         data = rec.data
-        scenes = data.get("scene_list") if isinstance(data.get("scene_list"), dict) else {}
+        raw_scenes = data.get("scene_list")
+        scenes: dict[Any, Any] = raw_scenes if isinstance(raw_scenes, dict) else {}
         hints: dict[int, str] = {}
         groups: list[tuple[int, str, Any]] = []
         for key, scene in scenes.items():

@@ -14,8 +14,9 @@ Rules (each has a test):
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .judge import Vote
 from .questions import Question
@@ -83,16 +84,16 @@ def _group_scores(answers: Sequence[Answer]) -> dict[str, Any]:
 
 
 def _ratio(num: int, den: int) -> float | None:
-    return round(num / den, 6) if den else None
+    return num / den if den else None
 
 
 def score_rows(answers: Sequence[Answer]) -> list[dict[str, Any]]:
     """Rows of the scores table: scope ``overall`` (key ``all``), ``dimension`` and ``video``."""
     rows = [{"scope": "overall", "key": "all", **_group_scores(answers)}]
-    for scope, key_of in (("dimension", lambda a: a.question.dimension), ("video", lambda a: a.question.video_id)):
+    for scope in ("dimension", "video"):
         groups: dict[str, list[Answer]] = defaultdict(list)
         for a in answers:
-            groups[key_of(a)].append(a)
+            groups[a.question.dimension if scope == "dimension" else a.question.video_id].append(a)
         rows += [{"scope": scope, "key": k, **_group_scores(groups[k])} for k in sorted(groups)]
     return rows
 
@@ -113,8 +114,9 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], margin: float) ->
     """Current vs baseline evaluation summaries. ``regressed`` when overall accuracy dropped by more
     than ``margin``; judges of different kinds are not comparable (reported, never failed)."""
     cur, base = current["scores"], baseline["scores"]
-    comparable = (current["judge"]["backend"], current["judge"]["model_id"]) == (
-        baseline["judge"]["backend"], baseline["judge"]["model_id"]) and current["question_set"]["name"] == baseline["question_set"]["name"]
+    same_judge = (current["judge"]["backend"], current["judge"]["model_id"]) == (
+        baseline["judge"]["backend"], baseline["judge"]["model_id"])
+    comparable = same_judge and current["question_set"]["name"] == baseline["question_set"]["name"]
     delta = None if cur["accuracy"] is None or base["accuracy"] is None else round(cur["accuracy"] - base["accuracy"], 6)
     dims = sorted(set(cur["per_dimension"]) | set(base["per_dimension"]))
     per_dim = {}
@@ -126,7 +128,8 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], margin: float) ->
     return {
         "baseline_run_id": baseline.get("run_id"), "current_run_id": current.get("run_id"),
         "comparable": comparable, "margin": margin, "accuracy": cur["accuracy"], "baseline_accuracy": base["accuracy"],
-        "delta": delta, "e_rate_delta": None if cur["e_rate"] is None or base["e_rate"] is None else round(cur["e_rate"] - base["e_rate"], 6),
+        "delta": delta,
+        "e_rate_delta": None if cur["e_rate"] is None or base["e_rate"] is None else round(cur["e_rate"] - base["e_rate"], 6),
         "per_dimension": per_dim, "regressed": regressed,
         "status": "regressed" if regressed else ("ok" if comparable else "not_comparable"),
     }

@@ -77,6 +77,17 @@ def _trend_rows(store: ArtifactStore, run_id: str, current: dict[str, Any]) -> l
     return rows
 
 
+def _evaluation_section(store: ArtifactStore, run_id: str, summary: dict[str, Any]) -> str:
+    """``glave evaluate`` results stored with the run (none: no section)."""
+    from ..evaluation.pipeline import evaluations_of
+    from .evaluation import evaluation_sections
+
+    evaluations = evaluations_of(store, run_id)
+    summary["evaluation"] = {e["name"]: {"accuracy": e["scores"]["accuracy"], "e_rate": e["scores"]["e_rate"],
+                                         "judge": e["judge"]["label"]} for e in evaluations}
+    return evaluation_sections(evaluations)
+
+
 def build_report(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str, Any]:
     layout = RunLayout(run_id)
     run = Run(store, run_id)
@@ -119,7 +130,8 @@ def build_report(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict
         run_id=run_id, store=store.root, pipeline_version=config.run.pipeline_version, generated_at=now,
         kpis={k: headline[k] for k in ("videos", "keyframes", "scenes", "qa", "checks_failed", "videos_failed")},
         blocking=blocking, plots=rendered, checks=checks, data_docs=data_docs, failures=failures,
-        shard_states=shard_states, trend_rows=trend_rows, trend_keys=TREND_KEYS)
+        shard_states=shard_states, trend_rows=trend_rows, trend_keys=TREND_KEYS,
+        evaluation=_evaluation_section(store, run_id, summary))
     html_key = join_key(layout.report_prefix, "index.html")
     store.write_bytes(html_key, html.encode())
     store.write_json(join_key(layout.report_prefix, "summary.json"), summary)

@@ -7,12 +7,13 @@ much of each option the caption states, not what an LLM understands from it.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from html import escape
+from typing import Any
 
 import jinja2
 
 from .. import schemas
-from . import plots
 
 SECTION = """
 <section class="evaluation" id="evaluation-{{ s.name }}">
@@ -21,12 +22,17 @@ SECTION = """
 {{ s.judge.repeats }} repeat(s) per question, majority vote{% if s.judge.embedded %}
 &middot; <b>not comparable with an LLM judge's scores</b>{% endif %}.</p>
 <p>{% for k, v in kpis.items() %}<span class="kpi">{{ k }}: <b>{{ v }}</b></span>{% endfor %}</p>
-{% if s.skipped.total %}<p class="warn">Not scored: {% for r, n in s.skipped.by_reason.items() %}{{ n }} {{ r }}{{ ', ' if not loop.last }}{% endfor %}
-{% if s.skipped.videos_not_in_run %}(videos not in the captions: {{ s.skipped.videos_not_in_run|join(', ') }}){% endif %}</p>{% endif %}
+{% if s.skipped.total %}<p class="warn">Not scored: {% for r, n in s.skipped.by_reason.items() %}
+{{ n }} {{ r }}{{ ', ' if not loop.last }}{% endfor %}
+{% if s.skipped.videos_not_in_run %}(videos not in the captions: {{ s.skipped.videos_not_in_run|join(', ') }})
+{% endif %}</p>{% endif %}
 <div class="figure" id="plot-eval-dimensions-{{ s.name }}">{{ dim_plot|safe }}</div>
-<table><tr><th>dimension</th><th>questions</th><th>accuracy</th><th>E-rate</th>{% if cmp %}<th>baseline</th><th>delta</th>{% endif %}</tr>
-{% for d, r in s.scores.per_dimension.items() %}<tr><td>{{ d }}</td><td>{{ r.questions }}</td><td>{{ pct(r.accuracy) }}</td><td>{{ pct(r.e_rate) }}</td>
-{% if cmp %}<td>{{ pct(cmp.per_dimension[d].baseline) if d in cmp.per_dimension else '' }}</td><td>{{ signed(cmp.per_dimension[d].delta) if d in cmp.per_dimension else '' }}</td>{% endif %}</tr>
+<table><tr><th>dimension</th><th>questions</th><th>accuracy</th><th>E-rate</th>
+{% if cmp %}<th>baseline</th><th>delta</th>{% endif %}</tr>
+{% for d, r in s.scores.per_dimension.items() %}<tr><td>{{ d }}</td><td>{{ r.questions }}</td>
+<td>{{ pct(r.accuracy) }}</td><td>{{ pct(r.e_rate) }}</td>
+{% if cmp %}<td>{{ pct(cmp.per_dimension[d].baseline) if d in cmp.per_dimension else '' }}</td>
+<td>{{ signed(cmp.per_dimension[d].delta) if d in cmp.per_dimension else '' }}</td>{% endif %}</tr>
 {% endfor %}</table>
 {% if cmp %}
 <h4>Compared with run {{ cmp.baseline_run_id }}</h4>
@@ -36,7 +42,8 @@ SECTION = """
 <div class="figure" id="plot-eval-compare-{{ s.name }}">{{ cmp_plot|safe }}</div>
 {% else %}<p>No baseline evaluation with this question set yet.</p>{% endif %}
 <table><tr><th>video</th><th>questions</th><th>accuracy</th><th>E-rate</th></tr>
-{% for v, r in s.scores.per_video.items() %}<tr><td>{{ v }}</td><td>{{ r.questions }}</td><td>{{ pct(r.accuracy) }}</td><td>{{ pct(r.e_rate) }}</td></tr>{% endfor %}</table>
+{% for v, r in s.scores.per_video.items() %}<tr><td>{{ v }}</td><td>{{ r.questions }}</td>
+<td>{{ pct(r.accuracy) }}</td><td>{{ pct(r.e_rate) }}</td></tr>{% endfor %}</table>
 </section>
 """
 
@@ -66,31 +73,48 @@ def _dimension_order(names: Sequence[str]) -> list[str]:
     return known + sorted(set(names) - set(known))
 
 
-def comparison_plot(per_dimension: dict[str, dict[str, float | None]], current: str, baseline: str) -> str:
-    """Grouped horizontal bars: accuracy per dimension, this run beside the baseline."""
-    fig, ax = plots._figure(7.0, max(2.2, 0.36 * len(per_dimension) + 1))
-    names = _dimension_order(list(per_dimension))
-    ys = range(len(names))
-    cur = [per_dimension[n].get("current") or 0.0 for n in names]
-    base = [per_dimension[n].get("baseline") or 0.0 for n in names]
-    ax.barh([y - 0.2 for y in ys], cur, height=0.4, color="#4c72b0", label=f"{current}")
-    ax.barh([y + 0.2 for y in ys], base, height=0.4, color="#bbbbbb", label=f"{baseline} (baseline)")
-    ax.set_yticks(list(ys))
-    ax.set_yticklabels(names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("accuracy")
-    ax.set_title("Accuracy per dimension, run vs baseline")
-    ax.legend(fontsize=8)
-    return plots._svg(fig)
+def bar_chart(series: dict[str, dict[str, float | None]], names: Sequence[str], title: str) -> str:
+    """Horizontal bars of accuracy (0-1) per dimension, one bar per series, as inline SVG.
+
+    Drawn by hand (no matplotlib): ``glave evaluate`` also runs in the LLM image, which has none.
+    """
+    colours = ["#4c72b0", "#bbbbbb", "#dd8452"]
+    label_w, plot_w, bar_h, gap = 170, 420, 12, 8
+    group_h = bar_h * len(series) + gap
+    height = 40 + group_h * len(names) + 20 * len(series)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 70}" height="{height}" '
+           f'font-family="sans-serif" font-size="11" role="img"><title>{escape(title)}</title>',
+           f'<text x="0" y="14" font-size="13">{escape(title)}</text>']
+    for i, name in enumerate(names):
+        y = 28 + i * group_h
+        out.append(f'<text x="{label_w - 6}" y="{y + group_h / 2}" text-anchor="end">{escape(name)}</text>')
+        for j, values in enumerate(series.values()):
+            v = values.get(name)
+            w = 0 if v is None else max(0.0, min(1.0, v)) * plot_w
+            yy = y + j * bar_h
+            out.append(f'<rect x="{label_w}" y="{yy}" width="{w:.1f}" height="{bar_h - 2}" fill="{colours[j % 3]}"/>')
+            out.append(f'<text x="{label_w + w + 4:.1f}" y="{yy + bar_h - 3}">{_pct(v)}</text>')
+    y = 28 + group_h * len(names) + 6
+    for j, label in enumerate(series):
+        out.append(f'<rect x="{label_w}" y="{y + 18 * j}" width="10" height="10" fill="{colours[j % 3]}"/>'
+                   f'<text x="{label_w + 14}" y="{y + 18 * j + 9}">{escape(label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
 
 
 def section_html(summary: dict[str, Any]) -> str:
     sc = summary["scores"]
-    dims = {d: summary["scores"]["per_dimension"][d]["accuracy"] or 0.0 for d in _dimension_order(list(sc["per_dimension"]))}
-    dim_plot = plots.bars(dims, f"Accuracy per dimension ({summary['judge']['backend']} judge)", "accuracy")
+    names = _dimension_order(list(sc["per_dimension"]))
+    this = str(summary.get("run_id") or "these captions")
+    dim_plot = bar_chart({this: {d: r["accuracy"] for d, r in sc["per_dimension"].items()}}, names,
+                         f"Accuracy per dimension ({summary['judge']['backend']} judge)")
     cmp = summary.get("comparison")
-    cmp_plot = comparison_plot(cmp["per_dimension"], str(summary.get("run_id") or "this"), str(cmp["baseline_run_id"])) if cmp else ""
+    cmp_plot = ""
+    if cmp:
+        per = cmp["per_dimension"]
+        cmp_plot = bar_chart({this: {d: r["current"] for d, r in per.items()},
+                              f"{cmp['baseline_run_id']} (baseline)": {d: r["baseline"] for d, r in per.items()}},
+                             _dimension_order(list(per)), "Accuracy per dimension, run vs baseline")
     kpis = {"accuracy": _pct(sc["accuracy"]), "E-rate": _pct(sc["e_rate"]), "questions": sc["questions"],
             "unparsable": sc["unparsable"], "ties": sc["ties"], "vote accuracy": _pct(sc["vote_accuracy"])}
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)

@@ -18,7 +18,7 @@ class ValidateStage(Stage):
     needs = ("ingest", "track", "caption", "bridge", "qa")
     outputs = ("checks",)
     timeout_min = 60
-    config_sections = ("run", "validate", "qa")
+    config_sections = ("run", "validate", "qa", "evaluate")  # evaluate: the self-consistency gate
 
     def __init__(self, config: GlaveConfig) -> None:
         super().__init__(config)
@@ -56,6 +56,14 @@ class ValidateStage(Stage):
         # The suites and their validation results are part of the shard's output, committed with
         # it; the report builds one Data Docs site for the run from those of committed shards.
         ctx.put_bytes(json.dumps(result.documents, default=str).encode(), GX_RESULTS)
+        if self.config.evaluate.gate.enabled:
+            from ..evaluation.gate import self_consistency
+
+            gate = self_consistency(records, self.config)
+            result.checks.append(gate.check)
+            ctx.add_metric("self_consistency_sampled", gate.sampled)
+            for dim, counts in gate.per_dimension.items():
+                ctx.add_metric(f"self_consistency_unsupported.{dim}", counts["unsupported"])
         ctx.write("checks", [c.row() for c in result.checks])
         for status in ("pass", "warn", "fail", "skip"):
             ctx.add_metric(f"checks_{status}", sum(c.status == status for c in result.checks))
