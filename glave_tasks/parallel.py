@@ -51,6 +51,7 @@ def cpu_workers(resources: Resources) -> int:
 class VideoContext:
     """What a worker sees of the shard while it works on one video (picklable)."""
 
+    store: Any  # the parent's ArtifactStore (pickled: root, S3 options, cache folder)
     config: GlaveConfig
     run_id: str
     shard: int
@@ -59,15 +60,12 @@ class VideoContext:
     errors: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     show_progress: bool = False
+    # The parent's environment when the work was handed out (credentials, endpoints): a
+    # forkserver's workers would otherwise see the environment of the day the server started.
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def _ctx(self) -> ShardContext:
-        from .store import open_store
-
-        c = self.config.store
-        store = _STORES.get(c.root)
-        if store is None:
-            store = _STORES[c.root] = open_store(c.root, c.s3, c.local_cache)
-        return ShardContext(store, self.config, self.run_id, self.shard, self.stage, [], {},
+        return ShardContext(self.store, self.config, self.run_id, self.shard, self.stage, [], {},
                             errors=self.errors, metrics=self.metrics, show_progress=False)
 
     def put_bytes(self, data: bytes, *parts: str) -> str:
@@ -83,7 +81,6 @@ class VideoContext:
         self._ctx().fail(video_id, reason, detail)
 
 
-_STORES: dict[str, Any] = {}  # per worker process: one store client per root
 _STAGES: dict[tuple[str, str], Stage] = {}  # per worker process: stages built (and set up) once
 
 
@@ -97,6 +94,9 @@ def _worker_stage(cls: type[Stage], config: GlaveConfig) -> Stage:
 
 
 def _run_one(cls: type[Stage], config: GlaveConfig, method: str, vctx: VideoContext, args: tuple[Any, ...]) -> Any:
+    if vctx.environ != os.environ:
+        os.environ.clear()
+        os.environ.update(vctx.environ)
     stage = _worker_stage(cls, config)
     ctx = vctx._ctx()
     result = None
@@ -123,7 +123,7 @@ def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[s
     # forkserver: workers do not inherit this process's threads (OpenCV, BLAS, a progress bar).
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
         futures = [pool.submit(_run_one, type(stage), stage.config, method,
-                               VideoContext(stage.config, ctx.run_id, ctx.shard, ctx.stage, vid), args)
+                               VideoContext(ctx.store, stage.config, ctx.run_id, ctx.shard, ctx.stage, vid), args)
                    for vid, args in items]
         for future in ctx.progress(futures, "videos", total=len(futures)):
             result, errors, metrics = future.result()

@@ -170,6 +170,10 @@ class ArtifactStore:
         self._s3_client: Any = None
         self._client_lock = threading.Lock()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A worker process (glave_tasks.parallel) gets a store of its own: same root, options, cache.
+        return (type(self), (self.root, self.s3, str(self.cache_dir.parent)))
+
     # -- keys -------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
         if not is_safe_key(key):

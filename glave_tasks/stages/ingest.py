@@ -8,10 +8,13 @@ Outputs per shard: ``probes``, ``keyframes``, ``dense_frames``, ``cuts`` and JPE
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import backends
 from ..contract import Resources, ShardContext, Stage, VideoRef
+
+if TYPE_CHECKING:
+    from ..parallel import VideoContext
 
 
 class IngestStage(Stage):
@@ -40,57 +43,69 @@ class IngestStage(Stage):
             self._backend = cls.from_config(self.config)
 
     def process(self, ctx: ShardContext) -> None:
-        from ..media.inputs import local_input
-        from ..media.scan import scan_video
+        from ..parallel import map_videos
 
         probes: list[dict[str, Any]] = []
         keyframes: list[dict[str, Any]] = []
         dense: list[dict[str, Any]] = []
         cuts: list[dict[str, Any]] = []
-        for video in ctx.progress(ctx.videos, "videos", total=len(ctx.videos)):
-            with ctx.guard(video.video_id):
-                vid = video.video_id
-                with local_input(video, self.config) as path, _VideoProgress(ctx, video) as progress:
-                    result = scan_video(path, self.config.ingest, self._backend,
-                                        lambda data, i, vid=vid: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"),
-                                        on_progress=progress)
-                p = result.probe
-                probes.append({
-                    "video_id": vid, "duration_s": result.duration_s, "fps": p.fps, "width": p.width,
-                    "height": p.height, "codec": p.codec, "has_audio": p.has_audio,
-                    "frames_decoded": result.frames_decoded, "first_content_s": result.first_content_s,
-                    "truncated_at_s": result.truncated_at_s, "source_duration_s": p.duration_s,
-                })
-                if result.truncated_at_s is not None:
-                    ctx.add_metric("videos_truncated", 1)
-                keyframes += [{
-                    "video_id": vid, "keyframe_index": k.keyframe_index, "frame_index": k.frame_index,
-                    "timestamp_s": k.timestamp_s, "similarity": k.similarity,
-                    "shot_index": result.shot_of_keyframe[k.keyframe_index], "image_key": k.image_key,
-                    "width": k.width, "height": k.height,
-                } for k in result.keyframes]
-                dense += [{
-                    "video_id": vid, "sample_index": d.sample_index, "frame_index": d.frame_index,
-                    "timestamp_s": d.timestamp_s, "keyframe_index": d.keyframe_index, "image_key": d.image_key,
-                } for d in result.dense]
-                cuts += [{
-                    "video_id": vid, "cut_index": c.cut_index, "frame_index": c.frame_index,
-                    "timestamp_s": round(c.frame_index / p.fps, 6) if p.fps else 0.0,
-                    "keyframe_index": c.keyframe_index,
-                } for c in result.cuts]
-                ctx.add_metric("video_seconds", result.duration_s)
-                ctx.add_metric("frames_decoded", result.frames_decoded)
-                ctx.add_metric("scan_s", result.timings["scan_s"])
+        # Videos decode in parallel over the stage's CPUs; rows come back in the shard's order.
+        for rows in map_videos(ctx, self, "_video", [(v.video_id, (v,)) for v in ctx.videos]):
+            if rows is None:
+                continue
+            probes += rows["probes"]
+            keyframes += rows["keyframes"]
+            dense += rows["dense"]
+            cuts += rows["cuts"]
         ctx.write("probes", probes)
         ctx.write("keyframes", keyframes)
         ctx.write("dense_frames", dense)
         ctx.write("cuts", cuts)
 
+    def _video(self, ctx: ShardContext | VideoContext, video: VideoRef) -> dict[str, list[dict[str, Any]]]:
+        """One video's decode pass: its rows of each table (its frames are written as it goes)."""
+        from ..media.inputs import local_input
+        from ..media.scan import scan_video
+
+        vid = video.video_id
+        with local_input(video, self.config) as path, _VideoProgress(ctx, video) as progress:
+            result = scan_video(path, self.config.ingest, self._backend,
+                                lambda data, i: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"), on_progress=progress)
+        p = result.probe
+        if result.truncated_at_s is not None:
+            ctx.add_metric("videos_truncated", 1)
+        ctx.add_metric("video_seconds", result.duration_s)
+        ctx.add_metric("frames_decoded", result.frames_decoded)
+        ctx.add_metric("scan_s", result.timings["scan_s"])
+        return {
+            "probes": [{
+                "video_id": vid, "duration_s": result.duration_s, "fps": p.fps, "width": p.width,
+                "height": p.height, "codec": p.codec, "has_audio": p.has_audio,
+                "frames_decoded": result.frames_decoded, "first_content_s": result.first_content_s,
+                "truncated_at_s": result.truncated_at_s, "source_duration_s": p.duration_s,
+            }],
+            "keyframes": [{
+                "video_id": vid, "keyframe_index": k.keyframe_index, "frame_index": k.frame_index,
+                "timestamp_s": k.timestamp_s, "similarity": k.similarity,
+                "shot_index": result.shot_of_keyframe[k.keyframe_index], "image_key": k.image_key,
+                "width": k.width, "height": k.height,
+            } for k in result.keyframes],
+            "dense": [{
+                "video_id": vid, "sample_index": d.sample_index, "frame_index": d.frame_index,
+                "timestamp_s": d.timestamp_s, "keyframe_index": d.keyframe_index, "image_key": d.image_key,
+            } for d in result.dense],
+            "cuts": [{
+                "video_id": vid, "cut_index": c.cut_index, "frame_index": c.frame_index,
+                "timestamp_s": round(c.frame_index / p.fps, 6) if p.fps else 0.0,
+                "keyframe_index": c.keyframe_index,
+            } for c in result.cuts],
+        }
+
 
 class _VideoProgress:
     """A progress bar in seconds of video for the video being decoded (long videos take a while)."""
 
-    def __init__(self, ctx: ShardContext, video: VideoRef) -> None:
+    def __init__(self, ctx: ShardContext | VideoContext, video: VideoRef) -> None:
         self._bar: Any = None
         if ctx.show_progress:
             from tqdm import tqdm
@@ -98,7 +113,7 @@ class _VideoProgress:
             self._bar = tqdm(desc=f"{ctx.stage}[{ctx.shard}] {video.file_name[:40]}", unit="video-s",
                              leave=False, bar_format="{desc}: {n:.0f} video-s [{elapsed}, {rate_fmt}]")
 
-    def __enter__(self) -> "_VideoProgress | None":
+    def __enter__(self) -> _VideoProgress | None:
         return self if self._bar is not None else None
 
     def __call__(self, seconds: float) -> None:
