@@ -387,6 +387,11 @@ class JudgeConfig(EngineConfig):
     margin: float = Field(0.01, ge=0, le=1)
     floor: float = Field(0.4, ge=-1, le=1)
 
+    def generation(self, task: str, *, structured: bool = False, max_tokens: int | None = None) -> Generation:
+        # Engines decode JSON answers greedily; the judge's repeats must sample, so its JSON
+        # answers keep the sampling temperature (unless tasks.judge sets one).
+        return super().generation(task, structured=False, max_tokens=max_tokens)
+
 
 class SelfConsistencyConfig(Section):
     """The validate stage's gate: a sample of the shard's own QA answered from its own captions."""

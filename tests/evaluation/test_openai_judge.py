@@ -127,6 +127,7 @@ def test_prompts_carry_option_e_scene_hints_and_the_letter_schema(scored: dict[s
         assert schema["properties"]["answer"]["enum"] == ["A", "B", "C", "D", "E"]
         assert schema["additionalProperties"] is False and set(schema["required"]) == {"reason", "answer"}
         assert "E. Not enough information" in body["messages"][0]["content"][-1]["text"]
+        assert body["temperature"] == 0.7, "repeats sample: JSON answers are not decoded greedily for the judge"
     by_question = {re.search(r"^Question: (.*)$", b["messages"][0]["content"][-1]["text"], re.M).group(1):  # type: ignore[union-attr]
                    b["messages"][0]["content"][-1]["text"] for b in bodies}
     scene0 = by_question[STORY.questions[0].question]

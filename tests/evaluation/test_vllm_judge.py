@@ -31,7 +31,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_requests_go_in_batches_and_answers_parse_strictly(scenario: dict[str, Any]) -> None:
     b = scenario["batched"]
-    assert b["batches"][:2] == [32, 16], "48 requests (16 questions x 3 repeats) in batches of 32"
+    # 48 requests (16 questions x 3 repeats) in batches of 32; each batch's retries follow it.
+    assert b["batches"][0] == 32 and 16 in b["batches"]
     votes = b["votes"]
     assert len(votes) == 48 and Counter(v["repeat"] for v in votes) == {0: 16, 1: 16, 2: 16}
     parsed = [v for v in votes if v["letter"] is not None]
@@ -43,16 +44,18 @@ def test_requests_go_in_batches_and_answers_parse_strictly(scenario: dict[str, A
         assert v["prompt_version"] in ("judge_scene@1", "judge_video@1") and v["completion_tokens"] > 0
     for v in votes:
         if v["letter"] is None:
-            assert v["error"] == "malformed_model_output" and v["attempts"] == 3
-    # Retries happen per batch, only for the answers that did not parse.
+            assert v["error"] in ("malformed_model_output", "model_output_truncated", "empty_model_output")
+            assert v["attempts"] >= 2
+    # Retries go back to the engine as batches, only for the answers that could not be used.
     retried = sum(v["attempts"] - 1 for v in votes)
-    assert sum(b["batches"][2:]) == retried
+    assert sum(b["batches"]) == 48 + retried
 
 
 def test_a_judge_out_of_tokens_is_retried_as_a_batch_then_recorded(scenario: dict[str, Any]) -> None:
     t = scenario["truncated"]
-    assert t["batches"] == [8, 8, 8], "4 questions x 2 repeats, re-sent together twice"
-    assert all(v["letter"] is None and v["error"] == "malformed_model_output" and v["attempts"] == 3
+    # Cut off at 3 tokens: re-sent together once with a larger budget (still capped), then recorded.
+    assert t["batches"] == [8, 8], "4 questions x 2 repeats, re-sent together"
+    assert all(v["letter"] is None and v["error"] == "model_output_truncated" and v["attempts"] == 2
                for v in t["votes"])
     assert all(v["completion_tokens"] > 3 for v in t["votes"]), "tokens of every attempt are counted"
 
