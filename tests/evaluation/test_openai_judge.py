@@ -152,3 +152,28 @@ def test_questions_of_videos_not_in_the_captions_are_counted_not_dropped(scored:
     assert "8 video_not_in_run" in html and other.video_id in html
     scores = {(r["scope"], r["key"]) for r in scored["tables"]["scores"]}
     assert ("video", other.video_id) not in scores and ("video", STORY.video_id) in scores
+
+
+def test_an_exported_dataset_on_s3_matches_benchmark_files_by_input_file_name(
+        tmp_path: Path, serve: Callable[..., FakeServer], s3_endpoint: str, s3_bucket: str) -> None:
+    import boto3
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    server = serve(lambda body, n: (200, completion(_reply("A"))))
+    config = make_config(tmp_path, store={"s3": {"endpoint_url": s3_endpoint}}, evaluate={"repeats": 1, "judge": {
+        "backend": "openai", "base_url": server.url, "model": "always-a", "retries": 0}})
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    # An export names records by content hash; its videos table keeps the input file name.
+    s3.put_object(Bucket=s3_bucket, Key="published/r1/json/9f2c41.json", Body=json.dumps(stories.record(STORY)).encode())
+    s3.put_object(Bucket=s3_bucket, Key="published/r1/dataset_card.json", Body=b'{"run_id": "r1"}')
+    videos = tmp_path / "videos.parquet"
+    pq.write_table(pa.table({"video_id": ["9f2c41"], "file_name": [f"{STORY.video_id}.mp4"]}), videos)
+    s3.upload_file(str(videos), s3_bucket, "published/r1/parquet/videos.parquet")
+    bench = stories.write_benchmark(tmp_path / "bench", (STORY,))
+    summary = evaluate(ArtifactStore(config.store.root), config, records=f"s3://{s3_bucket}/published/r1",
+                       questions=str(bench), out=str(tmp_path / "out"))
+    assert summary["scores"]["questions"] == 8 and summary["skipped"]["total"] == 0
+    assert summary["captions"] == f"records s3://{s3_bucket}/published/r1" and len(server.bodies) == 8
+    correct = sum(_letters(k)[0] == "A" for k in range(8))
+    assert summary["scores"]["correct"] == correct
