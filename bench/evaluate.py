@@ -93,9 +93,9 @@ def main() -> None:
 
     print(f"\nJudge: {args.questions} questions x {args.repeats} repeats = {n} requests, {args.backend} "
           f"({engine.model_id}), max_tokens {args.max_tokens}; engine start {startup:.1f} s\n")
-    print(f"{'mode':<26}{'requests':>9}{'engine calls':>14}{'wall s':>9}{'req/s':>8}{'tok/s':>8}{'unparsable':>12}")
-    for name, r in (("one by one (reference)", seq), ("batched (one engine call)", bat)):
-        print(f"{name:<26}{r['requests']:>9}{r['engine_calls']:>14}{r['wall_s']:>9.2f}"
+    print(f"{'mode':<32}{'requests':>9}{'engine calls':>14}{'wall s':>9}{'req/s':>8}{'tok/s':>8}{'unparsable':>12}")
+    for name, r in (("one by one (reference)", seq), ("batched (one call per attempt)", bat)):
+        print(f"{name:<32}{r['requests']:>9}{r['engine_calls']:>14}{r['wall_s']:>9.2f}"
               f"{r['requests'] / r['wall_s']:>8.1f}{r['completion_tokens'] / r['wall_s']:>8.0f}{r['unparsable']:>12}")
     print(f"\nspeed-up (wall time one by one / batched): {seq['wall_s'] / bat['wall_s']:.1f}x")
 
