@@ -52,6 +52,7 @@ bench:
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/track.py
 	$(LLM_VENV)/bin/python bench/caption.py
+	$(LLM_VENV)/bin/python bench/evaluate.py
 
 # Regenerate the lock files from the current environments.
 lock:
