@@ -61,19 +61,31 @@ def _build_data_docs(run: Run) -> list[str]:
     return ["data_docs/index.html"]
 
 
+TREND_RUNS = 30  # runs shown in the trend (this one and the ones before it)
+TREND_KEY = "reports/trend.json"  # the last TREND_RUNS runs' headline rows, kept by each report
+
+
 def _trend_rows(store: ArtifactStore, run_id: str, current: dict[str, Any]) -> list[dict[str, Any]]:
-    """This run's headline numbers beside those of earlier runs that have a report summary."""
-    rows = []
-    for other in store.list_dirs("runs"):
-        if other == RunLayout(run_id).run_segment:
-            continue
-        key = join_key(RunLayout(other).report_prefix, "summary.json")
-        if store.exists(key):
-            summary = store.read_json(key)
-            rows.append({"run_id": summary.get("run_id", other), "created_at": summary.get("created_at", ""),
-                         **{k: summary.get("headline", {}).get(k) for k in TREND_KEYS}})
+    """This run's headline numbers beside those of the runs before it (at most ``TREND_RUNS``).
+
+    One small file holds the rows, so a report reads one object however many nights the store
+    has seen; a store without it (older reports) is scanned once for report summaries."""
+    if store.exists(TREND_KEY):
+        rows = [r for r in store.read_json(TREND_KEY) if r.get("run_id") != run_id]
+    else:
+        rows = []
+        for other in store.list_dirs("runs"):
+            if other == RunLayout(run_id).run_segment:
+                continue
+            key = join_key(RunLayout(other).report_prefix, "summary.json")
+            if store.exists(key):
+                summary = store.read_json(key)
+                rows.append({"run_id": summary.get("run_id", other), "created_at": summary.get("created_at", ""),
+                             **{k: summary.get("headline", {}).get(k) for k in TREND_KEYS}})
     rows.sort(key=lambda r: (r["created_at"] or "", r["run_id"]))
+    rows = rows[-(TREND_RUNS - 1):]
     rows.append({"run_id": run_id, "created_at": current["created_at"], **{k: current["headline"].get(k) for k in TREND_KEYS}})
+    store.write_json(TREND_KEY, rows)
     return rows
 
 

@@ -136,3 +136,15 @@ def test_audit_exits_non_zero_on_a_critical_failure(tmp_path: Path) -> None:
     record["general_qa"]["0"]["Answer_choices"] = "E"
     (tmp_path / "bad.json").write_text(json.dumps(record))
     assert main(["audit", str(tmp_path / "bad.json"), "--store", str(tmp_path / "store")]) == 1
+
+
+def test_trend_keeps_the_last_runs_in_one_file(validated) -> None:
+    from glave_tasks.report.build import TREND_KEY, TREND_RUNS
+
+    store, config, _ = validated
+    store.write_json(TREND_KEY, [{"run_id": f"n{i:03d}", "created_at": f"2001-01-01T00:{i // 60:02d}:{i % 60:02d}",
+                                  "videos": i} for i in range(TREND_RUNS + 5)])
+    build_report(store, config, RUN)
+    rows = store.read_json(TREND_KEY)
+    assert len(rows) == TREND_RUNS and rows[-1]["run_id"] == RUN
+    assert rows[0]["run_id"] == "n006"  # the oldest fell off; earlier runs' summaries are not read
