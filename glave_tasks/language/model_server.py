@@ -132,7 +132,17 @@ def model_source(config: GlaveConfig) -> str:
 
 
 def server_python(config: GlaveConfig) -> str:
-    return config.model_server.python or config.orchestration.local_python.get("llm") or sys.executable
+    """The interpreter that runs the server: configured, else this one if it has vLLM, else the
+    repository's LLM environment (``make setup`` builds ``.venv-llm`` beside ``.venv``)."""
+    configured = config.model_server.python or config.orchestration.local_python.get("llm")
+    if configured:
+        return configured
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    beside = Path(__file__).resolve().parents[2] / ".venv-llm" / "bin" / "python"
+    return str(beside) if beside.exists() else sys.executable
 
 
 def free_port(host: str) -> int:
