@@ -112,7 +112,8 @@ class FaultyProxy:
 
     - ``fail_ratio``: that share of requests get ``503 SlowDown`` without reaching the upstream;
     - ``down``: new connections are accepted and reset at once (an endpoint that is gone);
-    - ``delay_s``: each request waits this long before it is forwarded (a slow endpoint).
+    - ``delay_s`` with ``slow_ratio``: that share of requests waits this long before it is
+      forwarded (a slow endpoint; longer than the client's read timeout, a timeout).
     Counts what it did in ``stats``.
     """
 
@@ -122,6 +123,7 @@ class FaultyProxy:
         self.fail_ratio = 0.0
         self.down = False
         self.delay_s = 0.0
+        self.slow_ratio = 1.0
         self.stats = {"requests": 0, "forwarded": 0, "injected_503": 0, "refused": 0, "delayed": 0}
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -171,6 +173,7 @@ class FaultyProxy:
                 with self._lock:
                     self.stats["requests"] += 1
                     fail = self._rng.random() < self.fail_ratio
+                    slow = self.delay_s > 0 and self._rng.random() < self.slow_ratio
                 if self.down:
                     with self._lock:
                         self.stats["refused"] += 1
@@ -184,7 +187,7 @@ class FaultyProxy:
                     client.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
                                    b"Content-Length: " + str(len(msg)).encode() + b"\r\n\r\n" + msg)
                     continue
-                if self.delay_s:
+                if slow:
                     with self._lock:
                         self.stats["delayed"] += 1
                     time.sleep(self.delay_s)
