@@ -37,14 +37,16 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import EngineConfig, GlaveConfig
 from ..errors import ConfigError
 from ..keys import join_key
 from ..layout import RunLayout
-from ..store import ArtifactStore
 from .types import EngineError
+
+if TYPE_CHECKING:
+    from ..store import ArtifactStore  # the DAG file imports this module: keep Arrow and S3 out
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +202,8 @@ def stop_local(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
         return None
     if record.get("kind") == "local" and not record.get("stopped_at"):
         pid = record.get("pid")
-        if _alive(pid) and _is_server(pid):
-            _stop_group(int(pid))
+        if isinstance(pid, int) and _alive(pid) and _is_server(pid):
+            _stop_group(pid)
         record["stopped_at"] = datetime.now(UTC).isoformat()
         store.write_json(record_key(run_id), record)
         log.info("model server of run %s stopped", run_id)
