@@ -8,7 +8,8 @@ from typing import Any
 
 from .config import GlaveConfig
 from .quality.assess import Assessment, assess
-from .quality.record_format import load_paths
+from .errors import GlaveError
+from .quality.record_format import scan_paths
 from .run import Run
 from .run_records import build_records, tracker_facts
 from .store import ArtifactStore
@@ -20,11 +21,14 @@ def audit_targets(targets: list[str], config: GlaveConfig, store: ArtifactStore 
     from .quality.record_format import Record
 
     records: list[Record] = []
+    not_taken: list[dict[str, str]] = []
     track_ids: dict[str, set[int]] | None = None
     labels: dict[str, set[str]] | None = None
     for t in targets:
         if Path(t).exists():
-            records += load_paths([t])
+            found, skipped = scan_paths([t])
+            records += found
+            not_taken += skipped
         elif store is not None:
             run = Run(store, t)
             tables = run.tables()
@@ -33,10 +37,15 @@ def audit_targets(targets: list[str], config: GlaveConfig, store: ArtifactStore 
             track_ids = {**(track_ids or {}), **ids}
             labels = {**(labels or {}), **labs}
         else:
-            from .errors import GlaveError
-
             raise GlaveError(f"{t}: no such file or folder")
-    return assess(records, config, track_ids=track_ids, labels=labels, docs_dir=docs_dir)
+    if not records:
+        why = "; ".join(f"{s['path']}: {s['reason']} ({s['detail']})" for s in not_taken[:5])
+        raise GlaveError(f"no GLaVE records found in {', '.join(targets)}" + (f": {why}" if why else ""))
+    result = assess(records, config, track_ids=track_ids, labels=labels, docs_dir=docs_dir)
+    # Every file looked at is accounted for: read as records, or listed here with the reason.
+    result.stats["files_not_taken"] = not_taken
+    result.stats["records_read"] = len(records)
+    return result
 
 
 def audit_html(result: Assessment, title: str) -> str:

@@ -322,8 +322,12 @@ def audit(targets: tuple[str, ...], json_out: str | None, html_out: str | None, 
     _emit(summary, as_json, lambda s: "\n".join(
         [f"{c['status']:<5} {c['check']:<32} {'' if c['value'] is None else round(c['value'], 4)}"
          f"{'  CRITICAL' if c['critical'] and c['status'] == 'fail' else ''}" for c in s["checks"]]
-        + [f"videos={s['stats']['videos']} scenes={s['stats']['scenes']} qa={s['stats']['qa']}"]))
-    if result.blocking:
+        + [f"videos={s['stats']['videos']} scenes={s['stats']['scenes']} qa={s['stats']['qa']}"]
+        + [f"not taken: {n['path']}: {n['reason']} ({n['detail']})" for n in s["stats"].get("files_not_taken", [])]))
+    bad_files = [n for n in result.stats.get("files_not_taken", []) if n["reason"] != "side_file"]
+    if bad_files:
+        click.echo(f"error: {len(bad_files)} file(s) could not be audited (listed above); the rest were", err=True)
+    if result.blocking or bad_files:
         raise click.exceptions.Exit(1)
 
 

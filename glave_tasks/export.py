@@ -49,6 +49,7 @@ def export_run(store: ArtifactStore, config: GlaveConfig, run_id: str, out_uri: 
             prompts.update(marker.get("prompts") or {})
     qa = tables["qa"]
     card = {
+        "glave_side_file": "dataset card",  # never taken for a record by glave audit
         "name": "glave", "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(),
         "pipeline_version": config.run.pipeline_version, "code_version": __version__,
         "format": "GLaVE-1.2M sample format: one JSON per video (json/<video_id>.json)",

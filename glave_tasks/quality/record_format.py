@@ -65,24 +65,49 @@ def records_from_json(obj: Any, stem: str, source: str) -> list[Record]:
     raise GlaveError(f"{source}: not a GLaVE record (no 'scene_list'), a list of records or a mapping of records")
 
 
-def load_paths(paths: Iterable[str | Path]) -> list[Record]:
-    """Records from JSON files and folders (searched recursively for ``*.json``)."""
+# Side files that exports and reports write beside records say so in this key; they are never
+# taken for records, whatever their name (YouTube ids may start with '_' or '-').
+SIDE_FILE_KEY = "glave_side_file"
+
+
+def scan_paths(paths: Iterable[str | Path]) -> tuple[list[Record], list[dict[str, str]]]:
+    """Records from JSON files and folders (searched recursively for ``*.json``), and one
+    ``{path, reason, detail}`` for every file not taken: ``side_file`` (a dataset card or report
+    summary), ``unreadable`` (not UTF-8 JSON, or unreadable), ``not_a_record``. Bad files never
+    stop the scan: every other file is still read."""
     out: list[Record] = []
+    skipped: list[dict[str, str]] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise GlaveError(f"no such file or folder: {path}")
         files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
         for f in files:
-            if f.name.startswith("_") or f.name in ("dataset_card.json", "summary.json"):
-                continue  # export side files, not records
+            if f.is_dir():
+                skipped.append({"path": str(f), "reason": "not_a_file", "detail": "a folder named *.json"})
+                continue
             try:
-                obj = json.loads(f.read_text())
+                obj = json.loads(f.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise GlaveError(f"{f}: not readable JSON ({exc})") from None
-            out.extend(records_from_json(obj, f.stem, str(f)))
+                skipped.append({"path": str(f), "reason": "unreadable", "detail": f"not readable JSON ({exc})"[:300]})
+                continue
+            if isinstance(obj, dict) and SIDE_FILE_KEY in obj:
+                skipped.append({"path": str(f), "reason": "side_file", "detail": f"a {obj[SIDE_FILE_KEY]}, not a record"})
+                continue
+            try:
+                out.extend(records_from_json(obj, f.stem, str(f)))
+            except GlaveError as exc:
+                skipped.append({"path": str(f), "reason": "not_a_record", "detail": str(exc)[:300]})
+    return out, skipped
+
+
+def load_paths(paths: Iterable[str | Path]) -> list[Record]:
+    """Records from JSON files and folders; an error when there are none (see ``scan_paths``)."""
+    paths = list(paths)
+    out, skipped = scan_paths(paths)
     if not out:
-        raise GlaveError(f"no JSON records found under {', '.join(map(str, paths))}")
+        why = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
+        raise GlaveError(f"no JSON records found under {', '.join(map(str, paths))}" + (f" ({why})" if why else ""))
     return out
 
 
