@@ -11,7 +11,7 @@ export YOLO_OFFLINE := 1
 export HF_HUB_OFFLINE := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup system-deps test test-fast demo bench lock clean
+.PHONY: setup system-deps test test-fast test-faults demo bench lock clean
 
 setup: system-deps $(VENV)/.installed $(LLM_VENV)/.installed
 
@@ -44,6 +44,9 @@ test:
 
 test-fast:
 	bash scripts/test.sh -m "not slow"
+
+test-faults:
+	bash scripts/test.sh -m faults
 
 demo:
 	bash scripts/demo.sh
