@@ -58,10 +58,10 @@ class S3Options(Section):
     region: str | None = None
     anon: bool = False
     # Per attempt: connect and read timeouts of one request.
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
     # Per operation: transient faults (5xx, throttling, resets, timeouts) are retried with backoff
     # for up to this long; then the stage attempt fails as an infrastructure fault, in one line.
-    retry_deadline_s: float = Field(120.0, ge=0)
+    retry_deadline_s: float = Field(default=120.0, ge=0)
 
 
 class StoreConfig(Section):
@@ -70,8 +70,8 @@ class StoreConfig(Section):
     local_cache: str = "var/cache"
     # Writer leases (one writer per run x stage x shard): a holder renews every ttl/3; a lease
     # not renewed for ttl_s is free. A second writer waits up to lease_wait_s, then fails clearly.
-    lease_ttl_s: float = Field(60.0, ge=1)
-    lease_wait_s: float = Field(900.0, ge=0)
+    lease_ttl_s: float = Field(default=60.0, ge=1)
+    lease_wait_s: float = Field(default=900.0, ge=0)
 
 
 class RunConfig(Section):
@@ -234,8 +234,8 @@ class EngineConfig(Section):
     timeout_s: float = Field(120.0, gt=0)  # connect and each read (openai)
     # Total time one request may take, retries included; a server trickling bytes cannot hold it
     # longer (openai). A batch may be bounded too: requests not done by then fail with model_deadline.
-    request_deadline_s: float = Field(600.0, gt=0)
-    batch_deadline_s: float | None = Field(None, gt=0)
+    request_deadline_s: float = Field(default=600.0, gt=0)
+    batch_deadline_s: float | None = Field(default=None, gt=0)
     retries: int = Field(3, ge=0)
     # Malformed or empty answers are re-sent this many times, then the video fails.
     structured_retries: int = Field(2, ge=0)

@@ -11,7 +11,7 @@ import errno
 import hashlib
 import os
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -169,15 +169,31 @@ def video_id_for(hash_hex: str) -> str:
     return hash_hex[:20]
 
 
+def annotator(config: GlaveConfig) -> str:
+    """Who annotates: the engine and the model (and revision) behind captions and QA."""
+    e = config.engine
+    if e.backend == "rules":
+        return "rules"
+    return f"{e.backend}:{e.model or e.weights}@{e.revision or 'unpinned'}"
+
+
+def index_scope(config: GlaveConfig) -> str:
+    """The annotated index is kept per pipeline version AND annotator: a video the rules engine
+    annotated is still new to a run with a vision-language model, and to another model."""
+    return f"{config.run.pipeline_version}+{annotator(config)}"
+
+
 def is_annotated(store: ArtifactStore, config: GlaveConfig, video_id: str) -> bool:
-    return store.exists(index_key(config.run.pipeline_version, video_id))
+    return store.exists(index_key(index_scope(config), video_id))
 
 
 def mark_annotated(store: ArtifactStore, config: GlaveConfig, run_id: str, video_ids: list[str]) -> int:
-    """Record videos as annotated by this pipeline version (after they are published)."""
-    now = datetime.now(timezone.utc).isoformat()
+    """Record videos as annotated by this pipeline version and annotator (after they are published)."""
+    now = datetime.now(UTC).isoformat()
     for vid in video_ids:
-        store.write_json(index_key(config.run.pipeline_version, vid), {"video_id": vid, "run_id": run_id, "at": now})
+        store.write_json(index_key(index_scope(config), vid), {
+            "video_id": vid, "run_id": run_id, "at": now, "pipeline_version": config.run.pipeline_version,
+            "annotator": annotator(config)})
     return len(video_ids)
 
 
@@ -202,14 +218,16 @@ def discover(
     if max_videos is not None and max_videos < 1:
         raise ConfigError(f"max videos must be at least 1, got {max_videos}")
     if store.exists(layout.manifest):
-        return store.read_json(layout.manifest)
+        existing: dict[str, Any] = store.read_json(layout.manifest)
+        return existing
     from .lease import hold
 
     # Two discovers of one run id (a retried task beside a slow first try): one plans, the other
     # waits and returns that plan.
     with hold(store, run_id, [("discover", None)], ttl_s=config.store.lease_ttl_s, wait_s=config.store.lease_wait_s):
         if store.exists(layout.manifest):
-            return store.read_json(layout.manifest)
+            planned: dict[str, Any] = store.read_json(layout.manifest)
+            return planned
         return _plan(store, config, input_uri, run_id, reprocess=reprocess,
                      size=shard_size or config.run.shard_size, limit=max_videos or config.run.max_videos)
 
@@ -249,7 +267,7 @@ def _plan(store: ArtifactStore, config: GlaveConfig, input_uri: str, run_id: str
     reasons = Counter(n["reason"] for n in not_taken)
     store.write_table(layout.videos_table, schemas.rows_to_table(rows, schemas.VIDEOS), schemas.VIDEOS)
     manifest = {
-        "run_id": run_id, "input_uri": input_uri, "created_at": datetime.now(timezone.utc).isoformat(),
+        "run_id": run_id, "input_uri": input_uri, "created_at": datetime.now(UTC).isoformat(),
         "pipeline_version": config.run.pipeline_version, "shard_size": size, "shards": shards,
         "num_videos": len(rows), "skipped_already_annotated": reasons[ALREADY_ANNOTATED],
         # Accounting: every entry seen is either a video of the run or listed as not taken.

@@ -23,9 +23,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import GlaveError, LeaseHeld, LeaseLost, StoreError
 from .keys import join_key, safe_segment
@@ -48,7 +49,7 @@ def _now() -> float:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -107,7 +108,7 @@ class Lease:
             raise LeaseLost(f"{self.what}: lease lost ({self._lost}); not committing, run it again")
 
     # -- acquire / renew / release ------------------------------------------------------------
-    def acquire(self) -> "Lease":
+    def acquire(self) -> Lease:
         deadline = _now() + self.wait_s
         started = _now()
         holder: dict[str, Any] = {}
@@ -193,7 +194,7 @@ class Lease:
             # The lease then simply expires after ttl; nothing else depends on this write.
             log.warning("%s: could not release lease: %s", self.what, exc)
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -21,6 +21,7 @@ links and a lock file.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import hashlib
@@ -33,8 +34,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import fsspec
 import pyarrow as pa
@@ -98,7 +100,7 @@ def is_transient(exc: BaseException) -> bool:
     try:
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:  # pragma: no cover
-        BotoCoreError = ClientError = ()  # type: ignore[assignment,misc]
+        BotoCoreError = ClientError = ()  # type: ignore[assignment,misc,unused-ignore]
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -204,7 +206,8 @@ class ArtifactStore:
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)
         try:
-            return self._call("read", key, lambda: self.fs.cat_file(path))
+            data: bytes = self._call("read", key, lambda: self.fs.cat_file(path))
+            return data
         except FileNotFoundError:
             raise StoreError(f"missing artifact: {self.uri(key)}") from None
 
@@ -288,7 +291,7 @@ class ArtifactStore:
         start = len(self._base) + 1
         return sorted(p[start:] for p in found if not Path(p).name.startswith(".tmp-"))
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         """Names of the immediate sub-folders of a prefix (``""``: of the root)."""
         base = self._prefix_path(prefix)
         try:
@@ -393,8 +396,11 @@ class ArtifactStore:
         pq.write_table(table, sink, compression="zstd")
         return self.write_bytes(key, sink.getvalue())
 
-    def read_table(self, key: str, schema: pa.Schema | None = None) -> pa.Table:
-        table = pq.read_table(io.BytesIO(self.read_bytes(key)))
+    def read_table(self, key: str, schema: pa.Schema | None = None, columns: builtins.list[str] | None = None) -> pa.Table:
+        """A Parquet table; with ``columns``, only those are decoded (e.g. tracks without masks)."""
+        table = pq.read_table(io.BytesIO(self.read_bytes(key)), columns=columns)
+        if schema is not None and columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
         return conform(table, schema) if schema is not None else table
 
     def iter_keys(self, prefix: str, suffix: str = "") -> Iterator[str]:

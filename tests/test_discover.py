@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from glave_tasks import stages
-from glave_tasks.config import GlaveConfig, load_config
+from glave_tasks.config import GlaveConfig
 from glave_tasks.discover import discover, list_inputs
 from glave_tasks.errors import GlaveError
 from glave_tasks.keys import is_safe_key
 from glave_tasks.layout import RunLayout
 from glave_tasks.local_run import run_pipeline
 from glave_tasks.store import ArtifactStore
-
 from tests.support import make_config as base_config
 from tests.support import synthetic
 

@@ -12,7 +12,6 @@ from glave_tasks.errors import StoreError, StoreUnavailable
 from glave_tasks.keys import InvalidRunId
 from glave_tasks.layout import RunLayout
 from glave_tasks.store import ArtifactStore
-
 from tests.test_keys import HOSTILE
 
 
@@ -178,7 +177,7 @@ def test_store_faults_are_classified(tmp_path: Path) -> None:
     from glave_tasks.config import S3Options
 
     with socket_closed_port() as port:
-        dead = ArtifactStore(f"s3://bucket/root", S3Options(endpoint_url=f"http://127.0.0.1:{port}",
+        dead = ArtifactStore("s3://bucket/root", S3Options(endpoint_url=f"http://127.0.0.1:{port}",
                                                             retry_deadline_s=3.0, timeout_s=1.0),
                              cache_dir=tmp_path)
         import time
@@ -214,3 +213,15 @@ def socket_closed_port():  # type: ignore[no-untyped-def]
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     yield port
+
+
+def test_read_table_decodes_only_the_asked_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    from glave_tasks.store import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path))
+    schema = pa.schema([("video_id", pa.string()), ("mask", pa.binary()), ("label", pa.string())])
+    store.write_table("t.parquet", pa.table({"video_id": ["a"], "mask": [b"x" * 100], "label": ["cat"]}, schema), schema)
+    table = store.read_table("t.parquet", schema, ["video_id", "label"])
+    assert table.column_names == ["video_id", "label"] and table.to_pylist() == [{"video_id": "a", "label": "cat"}]

@@ -13,9 +13,10 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 def completion(content: str, finish_reason: str = "stop", model: str = "served-model") -> dict[str, Any]:
@@ -35,20 +36,20 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
-    def ok(content: str, finish_reason: str = "stop") -> "Reply":
+    def ok(content: str, finish_reason: str = "stop") -> Reply:
         return Reply(body=json.dumps(completion(content, finish_reason)).encode())
 
     @staticmethod
-    def error(status: int) -> "Reply":
+    def error(status: int) -> Reply:
         return Reply(status=status, body=json.dumps({"error": {"message": f"scripted {status}"}}).encode(),
                      headers={"Retry-After": "0"} if status in (429, 503) else {})
 
     @staticmethod
-    def not_json() -> "Reply":
+    def not_json() -> Reply:
         return Reply(body=b'{"id": "c1", "choices": [{"message": ')
 
     @staticmethod
-    def trickle(every_s: float = 2.0) -> "Reply":
+    def trickle(every_s: float = 2.0) -> Reply:
         return Reply(body=json.dumps(completion("late")).encode() + b" " * 4096, trickle_s=every_s)
 
 

@@ -31,7 +31,8 @@ def test_audit_reads_every_record_and_lists_every_file_it_did_not_take(
     ledger.inject("bad_audit_file", 3)
 
     out_json = tmp_path / "audit.json"
-    code, out, err = main(["audit", str(folder), "--store", str(tmp_path / "store"), "--json-out", str(out_json)]), *capsys.readouterr()
+    code = main(["audit", str(folder), "--store", str(tmp_path / "store"), "--json-out", str(out_json)])
+    out, err = capsys.readouterr()
     audit = json.loads(out_json.read_text())
     assert audit["stats"]["records_read"] == len(records) and audit["stats"]["videos"] == len(records)
     not_taken = {Path(n["path"]).relative_to(folder).as_posix(): n["reason"] for n in audit["stats"]["files_not_taken"]}

@@ -4,7 +4,8 @@ trickle of one byte every 2 s are retried, recorded with a reason code, and neve
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
