@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from glave_tasks.config import DEFAULT_TASKS
 from glave_tasks.language.model_server import read_record
 from glave_tasks.local_run import run_pipeline
 from glave_tasks.store import ArtifactStore
@@ -23,16 +24,22 @@ RUN = "r-model-server"
 
 def test_one_server_start_serves_caption_bridge_and_qa_of_two_videos(tmp_path: Path) -> None:
     model = build_tiny_model(tmp_path / "model")
+    # A random model never samples its one end token on purpose: every special token ends an
+    # answer here (~2% a step, ~55 tokens on average), so free-text answers finish within budget.
+    gen = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**gen, "eos_token_id": list(range(7))}))
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     two_shot_video(inbox / "a.mp4")
     static_video(inbox / "b.mp4", seconds=4.0)
     config = make_config(
         tmp_path,
-        caption={"engine": {"backend": "vllm", "model": "tiny-qwen2-vl", "revision": "test-rev", "weights": str(model),
-                            "dtype": "bfloat16", "max_model_len": 4096, "max_images_per_prompt": 4,
-                            "structured_retries": 1, "concurrency": 16,
-                            "sampling": {"max_tokens": 24, "temperature": 0.8, "seed": 0}}},
+        engine={"backend": "vllm", "model": "tiny-qwen2-vl", "revision": "test-rev", "weights": str(model),
+                "dtype": "bfloat16", "max_model_len": 4096, "max_images_per_prompt": 4,
+                "structured_retries": 2, "concurrency": 16,
+                "sampling": {"max_tokens": 200, "temperature": 0.8, "seed": 0},
+                # A random model: short budgets keep CPU decoding quick (real budgets in DEFAULT_TASKS).
+                "tasks": {task: {"max_tokens": 200} for task in DEFAULT_TASKS}},
         model_server={"python": str(LLM_PYTHON), "cpu_kv_cache_gib": 1, "startup_timeout_s": 600},
         run={"max_failure_ratio": 1.0},
     )
