@@ -130,11 +130,14 @@ class ShardContext:
         return [v for v in self.videos if v.video_id not in failed]
 
     # -- reading upstream -------------------------------------------------------------------
-    def read(self, stage: str, table: str) -> pa.Table:
-        """An upstream table of this shard, limited to the videos this stage works on."""
+    def read(self, stage: str, table: str, columns: list[str] | None = None) -> pa.Table:
+        """An upstream table of this shard, limited to the videos this stage works on; with
+        ``columns``, only those (and ``video_id``) are read."""
         if stage not in self.upstream:
             raise GlaveError(f"stage {self.stage!r} did not declare {stage!r} as an input")
-        data = self.store.read_table(self.layout.table(stage, self.shard, table), schemas.TABLES[table])
+        if columns is not None and "video_id" not in columns:
+            columns = ["video_id", *columns]
+        data = self.store.read_table(self.layout.table(stage, self.shard, table), schemas.TABLES[table], columns)
         ids = pa.array([v.video_id for v in self.videos], pa.string())
         return data.filter(pc.is_in(data["video_id"], value_set=ids))
 

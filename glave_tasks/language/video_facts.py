@@ -114,7 +114,7 @@ def load_facts(ctx: ShardContext, *, with_images: bool = True) -> list[VideoFact
     keyframes = group_rows(ctx.read("ingest", "keyframes"))
     cuts = group_rows(ctx.read("ingest", "cuts"))
     marks = group_rows(ctx.read("track", "marks"))
-    tracks = group_rows(ctx.read("track", "tracks").select(["video_id", "track_id", "label"]))
+    tracks = group_rows(ctx.read("track", "tracks", ["video_id", "track_id", "label"]))
     local: Callable[[str], Any] = ctx.upstream_file if with_images else (lambda key: key)
     out = []
     for v in ctx.ok_videos():

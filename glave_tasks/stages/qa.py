@@ -44,7 +44,10 @@ class QAStage(EngineStage):
         for r in sorted(ctx.read("bridge", "scenes").to_pylist(), key=lambda r: (r["video_id"], r["scene_index"])):
             scenes[r["video_id"]].append(SceneInput(r["scene_index"], r["frame_start"], r["frame_end"], r["scene_hint"],
                                                     r["camera_note"], r["caption"]))
-        tracks = group_rows(ctx.read("track", "tracks").drop_columns(["mask"]))
+        from .. import schemas
+
+        # Every column but the masks: QA needs who and where, not the pixels.
+        tracks = group_rows(ctx.read("track", "tracks", [f.name for f in schemas.TRACKS if f.name != "mask"]))
         videos = []
         for f in load_facts(ctx, with_images=False):
             if f.video_id not in captions or not scenes.get(f.video_id):
