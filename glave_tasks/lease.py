@@ -140,6 +140,11 @@ class Lease:
             info = {"released": True}  # a torn or foreign object is no lease
         holder.clear()
         holder.update(info)
+        if info.get("token") == self.token:
+            # Our own conditional write landed although its answer was lost (a timeout, then a
+            # retry that found the object): the lease is ours.
+            self._version = version
+            return True
         why = self._free(info)
         if why is None:
             return False
@@ -168,11 +173,14 @@ class Lease:
                 with self._lock:
                     if self._version is None or self._stop.is_set():
                         return
-                    if not self.store.replace_if_version(self.key, self._body(), self._version):
+                    replaced = self.store.replace_if_version(self.key, self._body(), self._version)
+                    # A lost answer to a write that landed looks like a failed condition: what
+                    # counts is whose token the lease now holds.
+                    self._version = self._read_own_version()
+                    if not replaced and self._version is None:
                         self._lost = "taken over by another writer"
                         log.error("%s: %s", self.what, self._lost)
                         return
-                    self._version = self._read_own_version()
                     if self._version is None:
                         self._lost = "taken over by another writer"
                         return

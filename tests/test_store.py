@@ -166,11 +166,21 @@ def test_a_lease_admits_one_writer_and_frees_on_release_or_expiry(store: Artifac
     second._stop.set()
     time.sleep(1.3)
     third = Lease(store, key, what="w3", ttl_s=5, wait_s=0).acquire()
-    # ...and finds out before it could commit.
-    second._stop.clear()
-    second._renew_loop_once = None
-    assert not store.replace_if_version(key, b"{}", second._version or "x")
+    # ...and its next renewal fails the condition, so it finds out before it could commit.
+    assert second._version is not None and not store.replace_if_version(key, b"{}", second._version)
     third.release()
+
+
+def test_a_conditional_write_whose_answer_was_lost_still_counts(store: ArtifactStore) -> None:
+    """A create that landed but timed out looks, on retry, like someone else's lease: the token says whose."""
+    from glave_tasks.lease import Lease, lease_key
+
+    key = lease_key("r1", "track", 0)
+    lease = Lease(store, key, what="w1", ttl_s=30, wait_s=0)
+    assert store.create_if_absent(key, lease._body())  # the first attempt landed; its answer was lost
+    lease.acquire()  # the retry finds its own token and holds the lease instead of waiting on itself
+    assert lease.lost is None and lease._version is not None
+    lease.release()
 
 
 def test_store_faults_are_classified(tmp_path: Path) -> None:

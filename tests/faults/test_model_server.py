@@ -116,3 +116,27 @@ def test_invalid_json_answers_are_retried_then_recorded(model_server: Any, ledge
     assert out[0].ok and out[0].parsed == Pick(label="cat")
     assert out[1].error == "malformed_model_output" and out[1].attempts == 3
     ledger.survive("model_invalid_json", 5)
+
+
+def test_empty_and_length_stopped_answers_are_retried_then_recorded(model_server: Any, ledger: Ledger) -> None:
+    def script(body: dict[str, Any], n: int) -> Reply:
+        text = str(body)
+        if "empty" in text:
+            return Reply.ok("")
+        if "cut" in text:
+            return Reply.ok("The man in the red coat walks toward the", finish_reason="length")
+        return Reply.ok("A complete answer.")
+
+    server = model_server(script)
+    out = complete(engine(server.url),
+                   [LLMRequest(task="t", prompt=p) for p in ("empty", "cut", "fine")], structured_retries=2)
+    ledger.inject("model_empty", 3)
+    ledger.inject("model_length_stop", 2)
+    assert out[0].error == "empty_model_output" and out[0].attempts == 3
+    assert out[1].error == "model_output_truncated" and out[1].attempts == 2
+    # The retry of a cut-off answer asked for a larger budget.
+    budgets = [r["max_tokens"] for r in server.requests if "cut" in str(r)]
+    assert len(budgets) == 2 and budgets[1] > budgets[0]
+    assert out[2].ok and out[2].text == "A complete answer."
+    ledger.survive("model_empty", 3)
+    ledger.survive("model_length_stop", 2)
