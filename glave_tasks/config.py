@@ -80,6 +80,9 @@ class RunConfig(Section):
     max_failure_ratio: float = Field(0.5, ge=0.0, le=1.0)
     video_extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
     max_videos: int | None = Field(None, ge=1)
+    # What the published dataset is for. "production": publish refuses output written by the rules
+    # engine (no model looked at the videos); "test" (the embedded default) publishes it, marked.
+    dataset_purpose: Literal["test", "production"] = "test"
 
 
 class IngestConfig(Section):

@@ -57,6 +57,11 @@ def publish(store: ArtifactStore, config: GlaveConfig, run_id: str, out_uri: str
     if blocking:
         names = ", ".join(sorted({f"{c['check']} ({c['table']})" for c in blocking}))
         raise PublishBlocked(f"run {run_id!r} not published: critical checks failed: {names}")
+    rules_made = rules_engine_tables(store, run_id)
+    if rules_made and config.run.dataset_purpose != "test":
+        raise PublishBlocked(f"run {run_id!r} not published: its {', '.join(rules_made)} were written by the rules "
+                             "engine (no model saw the videos); a production dataset needs a model engine, or set "
+                             "run.dataset_purpose: test to publish it as a test dataset")
     complete = run.videos_ok("validate")
     if not complete:
         raise PublishBlocked(f"run {run_id!r} not published: no video completed the pipeline "
@@ -67,6 +72,13 @@ def publish(store: ArtifactStore, config: GlaveConfig, run_id: str, out_uri: str
     marked = mark_annotated(store, config, run_id, exported)
     return {"run_id": run_id, "published_to": target, "videos": card["counts"]["videos"], "marked_annotated": marked,
             "counts": card["counts"], "partial": bool(incomplete), "incomplete_shards": incomplete}
+
+
+def rules_engine_tables(store: ArtifactStore, run_id: str) -> list[str]:
+    """The run's generated tables with rows the rules engine wrote."""
+    tables = Run(store, run_id).tables(["overviews", "local_captions", "scenes", "video_captions", "qa"])
+    return [name for name, t in tables.items() if name != "videos" and t.num_rows
+            and "rules" in set(t["generator"].to_pylist())]
 
 
 def _json_keys(store: ArtifactStore, config: GlaveConfig, target: str) -> list[str]:

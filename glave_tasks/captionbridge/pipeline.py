@@ -18,7 +18,7 @@ from ..language.video_facts import VideoFacts
 from . import rules  # noqa: F401 - registers the rules answers of these tasks
 from .scenes import SceneSplit, repair_scenes, split_max_tokens, split_schema, strip_ids
 
-CAPTION_PROMPTS = ("overview", "attention", "differential", "merge")
+CAPTION_PROMPTS = ("overview", "overview_merge", "attention", "differential", "merge")
 BRIDGE_PROMPTS = ("scene_split", "scene_caption")
 
 
@@ -27,26 +27,61 @@ def _request(task: str, key: tuple[Any, ...], images: list[Any] | None = None, *
                       context=context, prompt_version=prompts.prompt_version(task), key=key)
 
 
-def _spread(n: int, k: int) -> list[int]:
-    """k indices spread evenly over range(n), first and last included."""
-    if n <= k:
-        return list(range(n))
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+def _overview_image(path: str, side: int) -> Any:
+    """A keyframe as the overview sees it: the whole picture at a modest size (the overview needs
+    every keyframe of the video in one context, not fine detail)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    img.thumbnail((side, side))
+    return img
 
 
 # -- caption stage ---------------------------------------------------------------------------
 
 
-def overview_requests(videos: list[VideoFacts], max_images: int) -> list[LLMRequest]:
+def overview_parts(num_keyframes: int, max_images: int) -> list[list[int]]:
+    """Consecutive keyframe groups of at most ``max_images``: one overview request each."""
+    return [list(range(a, min(a + max_images, num_keyframes))) for a in range(0, num_keyframes, max_images)]
+
+
+def overview_requests(videos: list[VideoFacts], max_images: int, image_side: int = 448) -> list[LLMRequest]:
+    """The overview sees every keyframe. A video with more keyframes than one request may carry
+    is described in consecutive parts (each with its absolute keyframe ranges), joined later."""
     reqs = []
     for v in videos:
-        shown = [v.keyframes[i] for i in _spread(len(v.keyframes), max_images)]
-        reqs.append(_request(
-            "overview", (v.video_id,), [k.image_path for k in shown], video=v,
-            shown=[{"index": k.index, "t": k.timestamp_s} for k in shown],
-            duration_s=v.duration_s, cut_keyframes=v.cut_keyframes,
-        ))
+        parts = overview_parts(len(v.keyframes), max_images)
+        for p, idxs in enumerate(parts):
+            shown = [v.keyframes[i] for i in idxs]
+            reqs.append(_request(
+                "overview", (v.video_id, p), [_overview_image(k.image_path, image_side) for k in shown], video=v,
+                shown=[{"index": k.index, "t": k.timestamp_s} for k in shown], part=p, parts=len(parts),
+                duration_s=v.duration_s, cut_keyframes=v.cut_keyframes,
+            ))
     return reqs
+
+
+def _overviews(videos: list[VideoFacts], runner: LevelRunner, max_images: int, image_side: int) -> dict[str, LLMResponse]:
+    """One overview per video: directly, or from its parts joined by a text-only request."""
+    by_video: dict[str, dict[int, LLMResponse]] = {}
+    for r in runner.run(overview_requests(videos, max_images, image_side)):
+        if r.ok:
+            by_video.setdefault(r.request.key[0], {})[r.request.key[1]] = r
+    videos = runner.alive(videos)
+    out = {v.video_id: by_video[v.video_id][0] for v in videos if len(by_video[v.video_id]) == 1}
+    joins = [_request("overview_merge", (v.video_id,), video=v, duration_s=v.duration_s,
+                      parts=[{"first": r.request.context["shown"][0]["index"], "last": r.request.context["shown"][-1]["index"],
+                              "text": r.text} for _, r in sorted(by_video[v.video_id].items())])
+             for v in videos if len(by_video[v.video_id]) > 1]
+    for r in runner.run(joins):
+        if r.ok:
+            parts = by_video[r.request.key[0]].values()
+            r.prompt_tokens += sum(p.prompt_tokens for p in parts)
+            r.completion_tokens += sum(p.completion_tokens for p in parts)
+            r.latency_s += sum(p.latency_s for p in parts)
+            out[r.request.key[0]] = r
+    return out
 
 
 def local_requests(videos: list[VideoFacts], overviews: dict[str, str]) -> list[LLMRequest]:
@@ -66,9 +101,10 @@ def local_requests(videos: list[VideoFacts], overviews: dict[str, str]) -> list[
     return reqs
 
 
-def caption_shard(videos: list[VideoFacts], runner: LevelRunner, max_images: int) -> tuple[list[dict], list[dict]]:
+def caption_shard(videos: list[VideoFacts], runner: LevelRunner, max_images: int,
+                  image_side: int = 448) -> tuple[list[dict], list[dict]]:
     """Overview and local-caption rows for every video that goes through."""
-    ov = {r.request.key[0]: r for r in runner.run(overview_requests(videos, max_images)) if r.ok}
+    ov = _overviews(videos, runner, max_images, image_side)
     videos = runner.alive(videos)
     texts = {vid: r.text for vid, r in ov.items()}
     local: dict[tuple[str, int, str], LLMResponse] = {}
@@ -76,7 +112,8 @@ def caption_shard(videos: list[VideoFacts], runner: LevelRunner, max_images: int
         local[(r.request.key[0], r.request.key[1], r.request.task)] = r
     videos = runner.alive(videos)
     merge_reqs = [
-        _request("merge", (v.video_id, k.index), index=k.index, different=local[(v.video_id, k.index, "differential")].text,
+        _request("merge", (v.video_id, k.index), index=k.index, overview=texts[v.video_id],
+                 different=local[(v.video_id, k.index, "differential")].text,
                  attention=local[(v.video_id, k.index, "attention")].text)
         for v in videos for k in v.keyframes if k.index > 0
     ]
@@ -90,12 +127,12 @@ def caption_shard(videos: list[VideoFacts], runner: LevelRunner, max_images: int
         for k in v.keyframes:
             att = local[(v.video_id, k.index, "attention")]
             if k.index == 0:
-                # The first keyframe has no predecessor: no differential stream, and its merged
-                # caption is its attention caption (no model call, same provenance).
-                diff_row = {**att.provenance(), "prompt_version": None, "prompt_tokens": 0,
-                            "completion_tokens": 0, "latency_s": 0.0}
-                rows = [("different", "", diff_row), ("attention", att.text, att.provenance()),
-                        ("merged", att.text, att.provenance())]
+                # The first keyframe has no predecessor: no differential call. As in the method's
+                # records, its "different" and "merged" entries repeat the attention caption (no
+                # model call: the attention row carries the tokens, the copies carry none).
+                copy = {**att.provenance(), "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0}
+                rows = [("different", att.text, copy), ("attention", att.text, att.provenance()),
+                        ("merged", att.text, copy)]
             else:
                 d, m = local[(v.video_id, k.index, "differential")], merged[(v.video_id, k.index)]
                 rows = [("different", d.text, d.provenance()), ("attention", att.text, att.provenance()),

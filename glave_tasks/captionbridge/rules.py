@@ -78,7 +78,12 @@ def overview(ctx: dict[str, Any]) -> str:
     video: VideoFacts = ctx["video"]
     sentences = []
     shots = _shots(video)
+    shown = ctx.get("shown") or [{"index": 0}, {"index": len(video.keyframes) - 1}]
+    lo, hi = shown[0]["index"], shown[-1]["index"]  # a part of a long video covers only these
     for n, (a, b) in enumerate(shots):
+        if b < lo or a > hi:
+            continue
+        a, b = max(a, lo), min(b, hi)
         kfs = video.keyframes[a:b + 1]
         span = f"[{a} - {b}]"
         t0, t1 = kfs[0].timestamp_s, kfs[-1].timestamp_s
@@ -100,6 +105,11 @@ def overview(ctx: dict[str, Any]) -> str:
             else:
                 sentences.append(f"{_cap(name(video, tid))} stays in {start_where}. {rng}")
     return " ".join(sentences)
+
+
+@rule("overview_merge")
+def overview_merge(ctx: dict[str, Any]) -> str:
+    return " ".join(p["text"] for p in ctx["parts"])
 
 
 @rule("attention")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,9 +96,48 @@ def repair_scenes(split: SceneSplit, num_keyframes: int, cut_keyframes: list[int
     return split_at, notes
 
 
-def strip_ids(text: str) -> str:
-    """Remove the "(ID=n)" object tags (scene captions are read by people, not matched to masks)."""
-    import re
+# Every way models write an object's number: "(ID=3)", "(ID: 3)", "(id 3)", "[ID=3]",
+# "(IDs 3 and 4)", "(ID=3, ID=4)", "ID 3", "ID#3", "object 3", "Object #3", "#3", "(#3)", and a
+# bare "(3)" right after a word.
+_ID_TOKEN = r"IDs?\s*(?:[=:#]\s*|\s+)?\d+"
+_ID_LIST = rf"{_ID_TOKEN}(?:\s*(?:,|;|/|&|\band\b)\s*(?:{_ID_TOKEN}|#?\d+))*"
+_ID_PATTERNS = [
+    (re.compile(rf"\s*[(\[]\s*{_ID_LIST}\s*[)\]]", re.IGNORECASE), ""),
+    (re.compile(r"(?<=[A-Za-z])\s*\(\s*#?\d+(?:\s*(?:,|and)\s*#?\d+)*\s*\)"), ""),
+    (re.compile(r"\b(?:the\s+)?(object|obj\.?)\s*#?\s*\d+\b", re.IGNORECASE), "<object>"),
+    (re.compile(rf"(?:(\w+)|([^\w\s]))?(\s*)\b{_ID_LIST}\b", re.IGNORECASE), "<bare>"),
+    (re.compile(r"\s*(?<![\w&])#\d+\b"), ""),
+]
 
-    text = re.sub(r"\s*\(\s*ID\s*=\s*\d+\s*\)", "", text)
+
+def strip_ids(text: str) -> str:
+    """Remove every object-number tag models write (scene captions and QA are read by people; the
+    numbers only matched the marks on the frames). "object 3" becomes "the object"."""
+    for pattern, repl in _ID_PATTERNS:
+        if repl == "<object>":
+            text = pattern.sub(lambda m: "The object" if m.group(0)[:1].isupper() else "the object", text)
+        elif repl == "<bare>":
+            text = pattern.sub(_bare_id, text)
+        else:
+            text = pattern.sub(repl, text)
+    text = re.sub(r"[(\[]\s*[)\]]", "", text)  # brackets left empty
+    text = re.sub(r"[ \t]+([,.;:!?)])", r"\1", text)
+    text = re.sub(r"([(\[])[ \t]+", r"\1", text)
+    text = re.sub(r",\s*,", ",", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+# Words after which a bare "ID 3" stands for the object itself rather than tagging a noun.
+_NOT_NOUNS = {"and", "or", "but", "then", "while", "when", "as", "so", "with", "to", "of", "by", "from", "at",
+              "on", "in", "near", "behind", "beside", "before", "after", "that", "where", "whom", "than"}
+
+
+def _bare_id(m: re.Match[str]) -> str:
+    """A bare "ID 3": dropped after the noun it tags ("the man ID 3 smiles"); where it stands for
+    the object itself ("ID 3 walks", "then ID 4 follows"), it becomes "the object"."""
+    word, punct, space = m.group(1), m.group(2), m.group(3)
+    if word and word.lower() not in _NOT_NOUNS:
+        return word
+    before = word or punct or ""
+    sentence_start = not before or before in ".!?"
+    return f"{before}{space}{'The object' if sentence_start else 'the object'}"

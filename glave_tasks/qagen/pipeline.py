@@ -7,15 +7,17 @@ fails its video (recorded by the stage), never the shard.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import schemas
-from ..language.video_facts import VideoFacts
-from ..language.levels import LevelRunner
 from ..language import prompts
+from ..language.levels import LevelRunner
 from ..language.types import LLMRequest, LLMResponse
+from ..language.video_facts import VideoFacts
 from . import rules  # noqa: F401 - registers the rules answers of the QA tasks
 from .facts import scene_objects
 from .models import OptionSet, Refined, SceneQAList, VideoQAList
@@ -174,10 +176,11 @@ def generate_shard(videos: list[VideoInput], runner: LevelRunner, *, max_per_dim
             continue
         d = kept[resp.request.key[1]]
         parsed: OptionSet = resp.parsed
-        texts = [o.strip() for o in parsed.options]
+        texts = [_unlettered(o) for o in parsed.options]
         if len({t.lower() for t in texts}) < 4 or not all(texts):
             runner.fail(d.video_id, "qa_bad_options", f"options not four distinct texts: {texts}")
             continue
+        texts, letter = shuffle_options(texts, schemas.ANSWER_LETTERS.index(parsed.answer_choice), d.video_id, d.question)
         scope = "g" if d.scene_index is None else f"s{d.scene_index}"
         n = counters[(d.video_id, scope)]
         counters[(d.video_id, scope)] += 1
@@ -186,11 +189,31 @@ def generate_shard(videos: list[VideoInput], runner: LevelRunner, *, max_per_dim
             "video_id": d.video_id, "qa_id": f"{d.video_id}-{scope}-{n}", "scene_index": d.scene_index,
             "dimension": d.dimension, "question": d.question, "answer": d.answer,
             "options": [f"{L}. {t}" for L, t in zip(schemas.ANSWER_LETTERS, texts)],
-            "answer_choice": parsed.answer_choice,
+            "answer_choice": letter,
             **_provenance(spent),
         })
     rows = [r for r in rows if r["video_id"] not in runner.failures]
     return QAResult(rows, dict(dropped))
+
+
+def shuffle_options(texts: list[str], correct: int, video_id: str, question: str) -> tuple[list[str], str]:
+    """Place the correct option at a letter drawn from a hash of the video and the question.
+
+    Generators put the right answer where habit puts it (the reference's lean to A); the letter
+    here is uniform over A-D across questions, and the same question of the same video always
+    gets the same order (re-runs are byte-identical). The wrong options keep their order."""
+    digest = hashlib.sha256(f"{video_id}\x1f{question}".encode()).digest()
+    target = digest[0] % len(texts)
+    wrong = [t for i, t in enumerate(texts) if i != correct]
+    ordered = wrong[:target] + [texts[correct]] + wrong[target:]
+    return ordered, schemas.ANSWER_LETTERS[target]
+
+
+def _unlettered(option: str) -> str:
+    """An option without a letter prefix a model added anyway ("B. a red car" -> "a red car")."""
+    import re
+
+    return re.sub(r"^\s*\(?[A-Da-d][.):]\s+", "", option).strip()
 
 
 def _provenance(spent: list[LLMResponse]) -> dict[str, Any]:

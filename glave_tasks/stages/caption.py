@@ -32,7 +32,9 @@ class CaptionStage(EngineStage):
 
         videos = load_facts(ctx)
         runner = self.level_runner()
-        overview_rows, local_rows = caption_shard(videos, runner, self.config.engine.max_images_per_prompt)
+        engine = self.config.engine
+        overview_rows, local_rows = caption_shard(videos, runner, engine.max_images_per_prompt,
+                                                  engine.overview_image_side)
         self.record_runner(ctx, runner)
         ctx.write("overviews", overview_rows)
         ctx.write("local_captions", local_rows)

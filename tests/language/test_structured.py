@@ -21,8 +21,8 @@ def test_every_prompt_template_is_versioned_and_renders() -> None:
     names = sorted(p.stem for p in prompts.PROMPT_DIR.glob("*.j2"))
     assert {"overview", "attention", "differential", "merge", "scene_split", "scene_caption"} <= set(names)
     assert all(prompts.prompt_version(n).startswith(f"{n}@") for n in names)
-    text = prompts.render("merge", index=3, different="moved", attention="red")
-    assert "keyframe 3" in text and "moved" in text and "(ID=n)" in text
+    text = prompts.render("merge", index=3, overview="A park [0 - 3].", different="moved", attention="red")
+    assert "A park [0 - 3]." in text and "moved" in text and "(ID=n)" in text
 
 
 def test_valid_scene_split_is_kept() -> None:
@@ -52,6 +52,20 @@ def test_unrepairable_scene_split_fails_with_a_reason() -> None:
 
 def test_id_tags_are_stripped() -> None:
     assert strip_ids("The box (ID=1) meets the disc ( ID = 12 ).") == "The box meets the disc."
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A man (ID: 3) waves; a dog (id 4) runs.", "A man waves; a dog runs."),
+    ("A cat [ID=4] sits by two people (IDs 3 and 5).", "A cat sits by two people."),
+    ("Two people (ID=3, ID=4) talk.", "Two people talk."),
+    ("The man ID=5 smiles. A girl ID#7 jumps.", "The man smiles. A girl jumps."),
+    ("ID 3 walks to the door, then ID 4 follows.", "The object walks to the door, then the object follows."),
+    ("Object 3 rolls left while object #4 stays.", "The object rolls left while the object stays."),
+    ("Player #3 scores; the car (#2) stops and the woman (2) nods.", "Player scores; the car stops and the woman nods."),
+    ("In 2020, 3 people met in room 101 (see the sign).", "In 2020, 3 people met in room 101 (see the sign)."),
+])
+def test_strip_ids_removes_every_id_form_models_write(text: str, expected: str) -> None:
+    assert strip_ids(text) == expected
 
 
 def test_engine_config_is_checked_and_named_in_fingerprints() -> None:

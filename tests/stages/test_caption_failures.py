@@ -40,9 +40,9 @@ def test_malformed_scene_split_fails_only_its_video_after_retries(serve, tmp_pat
     def respond(body: dict[str, Any], n: int) -> tuple[int, Any]:
         prompt = body["messages"][0]["content"][-1]["text"]
         if "response_format" in body:
-            if "keyframes 0 to 1:" in prompt and "shows no tracked object" in prompt and "box" not in prompt:
+            if "keyframes 0 to 1, in order:" in prompt and "shows no tracked object" in prompt and "box" not in prompt:
                 return 200, completion('{"scenes": [{"start": 0, "end"')  # truncated JSON
-            last = int(prompt.split("Captions of its keyframes 0 to ")[1].split(":")[0])
+            last = int(prompt.split("captions of its keyframes 0 to ")[1].split(",")[0])
             return 200, completion(json.dumps({"scenes": [{"start": 0, "end": last, "scene_hint": "street",
                                                             "camera_note": "static"}]}))
         return 200, completion("A caption (ID=1).")

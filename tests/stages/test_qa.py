@@ -64,7 +64,7 @@ def test_qa_rows_follow_the_glave_contract(seeded: ArtifactStore, config) -> Non
     assert rows
     per_scene: dict[tuple, list[str]] = {}
     for r in rows:
-        assert r["generator"] == "rules" and "qa_options@1" in r["prompt_version"]
+        assert r["generator"] == "rules" and "qa_options@2" in r["prompt_version"]
         assert len(r["options"]) == 4 and [o[:3] for o in r["options"]] == ["A. ", "B. ", "C. ", "D. "]
         assert r["answer_choice"] in schemas.ANSWER_LETTERS and _answer_text(r) == r["answer"]
         if r["scene_index"] is None:

@@ -54,7 +54,11 @@ def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path:
     out = tmp_path / "export"
     assert main(["export", "--run-id", RUN, "--out", str(out), "--store", store.root]) == 0
     record = json.loads((out / "json" / "twoshot.json").read_text())
-    assert set(record) == {"different", "attention", "merged", "overview_caption", "scene_list", "general_qa", "caption"}
+    assert set(record) == {"different", "attention", "merged", "overview_caption", "scene_list", "general_qa", "caption",
+                           "generator"}
+    # Every record names what wrote it: engine, model id, prompt versions.
+    assert record["generator"]["engine"] == "rules" and record["generator"]["model_id"] == "rules-1"
+    assert {"overview", "attention", "merge", "scene_caption", "qa_options"} <= set(record["generator"]["prompt_versions"])
     assert len(record["merged"]) == len(record["attention"]) == len(record["different"])
     qa = record["scene_list"]["0"]["QA_pair"]["0"]
     assert set(qa) == {"Question", "Answer", "Dimension", "Options", "Answer_choices"}
