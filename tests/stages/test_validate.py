@@ -105,6 +105,26 @@ def test_publish_exports_and_marks_videos_annotated(validated, tmp_path: Path) -
     assert is_annotated(store, config, "twoshot") and is_annotated(store, config, "static")
 
 
+def test_production_publish_refuses_rules_engine_output_and_the_index_is_per_annotator(validated) -> None:
+    from glave_tasks.config import load_config
+    from glave_tasks.publish import PublishBlocked, rules_engine_tables
+
+    store, config, _ = validated
+    assert rules_engine_tables(store, RUN) == ["overviews", "local_captions", "scenes", "video_captions", "qa"]
+    production = config.model_copy(update={"run": config.run.model_copy(update={"dataset_purpose": "production"})})
+    with pytest.raises(PublishBlocked, match="rules engine"):
+        publish(store, production, RUN)
+    # A video the rules engine annotated is still new to a run with a model (and to another model).
+    publish(store, config, RUN)
+    assert is_annotated(store, config, "twoshot")
+    vlm = load_config(environ={}, overrides={"store": config.store.model_dump(),
+                                            "engine": {"backend": "vllm", "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+                                                       "revision": "abc"}})
+    assert not is_annotated(store, vlm, "twoshot")
+    other = vlm.model_copy(update={"engine": vlm.engine.model_copy(update={"model": "another/model"})})
+    assert not is_annotated(store, other, "twoshot")
+
+
 def test_publish_refuses_when_a_critical_check_failed(validated, tmp_path: Path) -> None:
     store, config, _ = validated
     key = RunLayout(RUN).table("qa", 0, "qa")
