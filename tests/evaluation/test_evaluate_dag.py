@@ -35,7 +35,7 @@ m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 d = m.dag
 print(json.dumps({{"tasks": {{t.task_id: [sorted(t.downstream_task_ids), type(t).__name__, getattr(t, "family", None),
                   list(t.subcommand)] for t in d.tasks}},
-                  "schedule": [a.uri for a in d.timetable.asset_condition.iter_assets().values()],
+                  "schedule": [a.uri for a in d.timetable.asset_condition.objects],
                   "heavy": [h for h in {list(HEAVY_MODULES)!r} if h in sys.modules],
                   "params": sorted(d.params.keys())}}))
 """
