@@ -12,18 +12,17 @@ Config: ``GLAVE_CONFIG`` (path or s3:// URI) plus ``GLAVE__SECTION__FIELD`` over
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
+from typing import Any
 
 from airflow.sdk import DAG, Asset, Param
 
-from glave_tasks.config import load_config
 from glave_tasks.evaluation.deployment import evaluate_requirements
-from operators.factory import glave_task
+from operators.factory import dag_config, glave_task
 from operators.publishing import dataset_asset_uri
 
-CONFIG_URI = os.environ.get("GLAVE_CONFIG") or ""
-config = load_config(CONFIG_URI or None)
+# GLAVE_CONFIG goes to every task; parsing reads it only when it is a local file (never S3).
+CONFIG_URI, config = dag_config()
 FAMILY, RESOURCES = evaluate_requirements(config)
 DATASET = Asset(name="glave_dataset", uri=dataset_asset_uri(config), group="glave")
 DEFAULT_NAME = "benchmark" if config.evaluate.questions else "self-qa"
@@ -31,7 +30,7 @@ DEFAULT_NAME = "benchmark" if config.evaluate.questions else "self-qa"
 # A manual run names the run; an Asset-triggered run takes it from the publish event.
 RUN_ID = ("{{ params.run_id or ((triggering_asset_events.values() | first | last).extra['run_id'] "
           "if triggering_asset_events else '') }}")
-PARAMS = {"config_uri": "{{ params.config_uri }}", "store_uri": "{{ params.store_uri }}"}
+PARAMS: dict[str, Any] = {"config_uri": "{{ params.config_uri }}", "store_uri": "{{ params.store_uri }}"}
 NAME = {"--name": "{{ params.name }}"}
 BASELINE = {"--baseline": "{{ params.baseline_run_id }}"}
 

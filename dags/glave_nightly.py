@@ -11,26 +11,24 @@ Config: ``GLAVE_CONFIG`` (path or s3:// URI) plus ``GLAVE__SECTION__FIELD`` over
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
+from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, TriggerRule, task_group
 
-from glave_tasks.config import load_config
-from glave_tasks.stages import available
 from glave_tasks.language.model_server import server_needed
-from glave_tasks.stages import stage_class
-from operators.factory import glave_task, stage_task
+from glave_tasks.stages import available, stage_class
+from operators.factory import dag_config, glave_task, stage_task
 from operators.model_server import model_server_task
 from operators.publishing import dataset_asset_uri
 
-CONFIG_URI = os.environ.get("GLAVE_CONFIG") or ""
-config = load_config(CONFIG_URI or None)
+# GLAVE_CONFIG goes to every task; parsing reads it only when it is a local file (never S3).
+CONFIG_URI, config = dag_config()
 STAGES = available()
 
 # The pipeline run id is the date partition, so a re-triggered night reuses committed shards.
 RUN_ID = "nightly-{{ params.run_date or ds }}"
-PARAMS = {"config_uri": "{{ params.config_uri }}", "store_uri": "{{ params.store_uri }}"}
+PARAMS: dict[str, Any] = {"config_uri": "{{ params.config_uri }}", "store_uri": "{{ params.store_uri }}"}
 DATASET = Asset(name="glave_dataset", uri=dataset_asset_uri(config), group="glave")
 
 with DAG(

@@ -14,16 +14,18 @@ import traceback
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, TypeVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from . import schemas
 from .config import GlaveConfig
 from .errors import GlaveError, InfrastructureError, VideoFailure
 from .layout import RunLayout
-from .store import ArtifactStore
+
+if TYPE_CHECKING:
+    # Arrow and the store are imported where tables are read or written: the stage classes and
+    # the backends are imported by the Airflow side too, which only asks them for declarations.
+    import pyarrow as pa
+
+    from .store import ArtifactStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,6 +135,11 @@ class ShardContext:
     def read(self, stage: str, table: str, columns: list[str] | None = None) -> pa.Table:
         """An upstream table of this shard, limited to the videos this stage works on; with
         ``columns``, only those (and ``video_id``) are read."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from . import schemas
+
         if stage not in self.upstream:
             raise GlaveError(f"stage {self.stage!r} did not declare {stage!r} as an input")
         if columns is not None and "video_id" not in columns:
@@ -148,6 +155,11 @@ class ShardContext:
     # -- writing ----------------------------------------------------------------------------
     def write(self, table: str, data: pa.Table | list[dict[str, Any]]) -> str:
         """Write one of the stage's output tables; rows of failed videos are dropped."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from . import schemas
+
         schema = schemas.TABLES[table]
         if isinstance(data, list):
             data = schemas.rows_to_table(data, schema)
@@ -191,7 +203,8 @@ class ShardContext:
             return items
         from tqdm import tqdm
 
-        return tqdm(items, desc=f"{self.stage}[{self.shard}] {desc}", total=total, leave=False)
+        bar: Iterable[T] = tqdm(items, desc=f"{self.stage}[{self.shard}] {desc}", total=total, leave=False)
+        return bar
 
     def add_metric(self, name: str, value: float) -> None:
         self.metrics[name] = self.metrics.get(name, 0.0) + value

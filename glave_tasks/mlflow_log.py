@@ -89,12 +89,12 @@ def _union(markers: Iterable[dict[str, Any]], field: str) -> dict[str, str]:
 def _experiment_id(client: Any, config: GlaveConfig) -> str:
     exp = client.get_experiment_by_name(config.mlflow.experiment)
     if exp is not None:
-        return exp.experiment_id
+        return str(exp.experiment_id)
     loc = config.mlflow.artifact_location
     if "://" not in loc:
         Path(loc).mkdir(parents=True, exist_ok=True)
         loc = Path(loc).resolve().as_uri()
-    return client.create_experiment(config.mlflow.experiment, artifact_location=loc)
+    return str(client.create_experiment(config.mlflow.experiment, artifact_location=loc))
 
 
 # Values searched for in MLflow filter strings: run ids (validated at the edge against this same
@@ -146,8 +146,8 @@ def _register_model(client: Any, name: str, source: str, run_id: str, tags: dict
             raise
     for mv in client.search_model_versions(f"name='{name}'"):
         if mv.source == source:
-            return mv.version
-    return client.create_model_version(name, source=source, run_id=run_id, tags=tags).version
+            return str(mv.version)
+    return str(client.create_model_version(name, source=source, run_id=run_id, tags=tags).version)
 
 
 def model_name(stage: str, key: str) -> str:

@@ -38,7 +38,7 @@ def build_records(tables: dict[str, pa.Table], video_ids: list[str] | None = Non
             if 0 <= r["keyframe_index"] < n:
                 streams[r["stream"]][r["keyframe_index"]] = r["text"]
         scene_qa: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        general = []
+        general: list[dict[str, Any]] = []
         for r in qa.get(vid, []):
             (general if r["scene_index"] is None else scene_qa[r["scene_index"]]).append(r)
         scene_list = {}

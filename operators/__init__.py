@@ -1,2 +1,3 @@
 """Airflow operators that run ``glave`` commands: a pod per task in production, a subprocess in
-the embedded default. Import :mod:`operators.factory`; it picks the operator from the config."""
+the embedded default. :class:`operators.glave_operator.GlaveOperator` documents a task's parameters;
+:mod:`operators.factory` picks the local or the pod operator from the config."""

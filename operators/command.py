@@ -23,7 +23,7 @@ class GlaveCommand:
 
     subcommand: tuple[str, ...]
     run_id: str
-    shard: int | None = None
+    shard: int | str | None = None  # a str before templating renders (a mapped shard)
     config_uri: str | None = None
     store_uri: str | None = None
     options: Mapping[str, object] = field(default_factory=dict)  # "--flag": value (None: omitted)

@@ -16,10 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from .selection import GlaveTaskMixin
+from .glave_operator import GlaveOperator
 
 
 def glave_executable(python: str | None) -> list[str]:
@@ -29,16 +28,18 @@ def glave_executable(python: str | None) -> list[str]:
     return [str(script)] if script.exists() else [py, "-m", "glave_tasks.cli"]
 
 
-class GlaveLocalOperator(GlaveTaskMixin, BaseOperator):
-    """Runs ``glave ...`` locally; returns the command's small JSON result (if asked) as XCom."""
+class GlaveLocalOperator(GlaveOperator):
+    """Runs ``glave ...`` locally; returns the command's small JSON result (if asked) as XCom.
 
-    template_fields = GlaveTaskMixin.glave_template_fields
+    :param python: the interpreter of the stage family's environment (default: this one).
+    :param aws_conn_id: Airflow connection whose S3 credentials the command gets (None: none).
+    :param kwargs: the command's parameters (:class:`GlaveOperator`) and Airflow's.
+    """
+
     ui_color = "#e8f4ea"
 
     def __init__(self, *, python: str | None = None, aws_conn_id: str | None = None, **kwargs: Any) -> None:
-        glave_kwargs = self.pop_glave_kwargs(kwargs)
         super().__init__(**kwargs)
-        self.init_glave(**glave_kwargs)
         self.python = python
         self.aws_conn_id = aws_conn_id
         self._proc: subprocess.Popen[str] | None = None

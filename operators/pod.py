@@ -10,26 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
 from glave_tasks.config import GlaveConfig
 from glave_tasks.contract import Resources
 
 from .command import POD_RESULT_FILE
-from .selection import GlaveTaskMixin
+from .glave_operator import GlaveOperator
 
 
-class GlavePodOperator(GlaveTaskMixin, BaseOperator):
-    """Runs ``glave <subcommand> ...`` in a pod through a KubernetesPodOperator."""
+class GlavePodOperator(GlaveOperator):
+    """Runs ``glave <subcommand> ...`` in a pod through a KubernetesPodOperator.
 
-    template_fields = GlaveTaskMixin.glave_template_fields
+    :param glave_config: the config whose ``orchestration.k8s`` section shapes the pod.
+    :param family: the image family (``cpu``, ``vision``, ``llm``).
+    :param resources: what the pod requests (a stage's declared resources).
+    :param pod_name: the pod's name prefix.
+    :param pod_labels: extra pod labels.
+    :param kwargs: the command's parameters (:class:`GlaveOperator`) and Airflow's.
+    """
+
     ui_color = "#e0ecf8"
 
     def __init__(self, *, glave_config: GlaveConfig, family: str, resources: Resources, pod_name: str,
                  pod_labels: dict[str, str] | None = None, **kwargs: Any) -> None:
-        glave_kwargs = self.pop_glave_kwargs(kwargs)
         super().__init__(**kwargs)
-        self.init_glave(**glave_kwargs)
         self.glave_config = glave_config
         self.family = family
         self.stage_resources = resources
@@ -58,8 +61,22 @@ class GlavePodOperator(GlaveTaskMixin, BaseOperator):
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> Any:
         return self.pod_operator().build_pod_request_obj(context, dry_run=dry_run)
 
+    def use_run_config(self) -> None:
+        """Size the pod from the config the run uses: the DAG file never reads a remote config, so
+        an ``s3://`` GLAVE_CONFIG is read here, when the task runs, and the stage's resources follow it."""
+        uri = str(self.config_uri or "").strip()
+        if uri in ("", "None"):
+            return
+        from glave_tasks.config import load_config
+        from glave_tasks.stages import build_stage
+
+        self.glave_config = load_config(uri)
+        if self.select_stage is not None:
+            self.stage_resources = build_stage(self.select_stage, self.glave_config).resources()
+
     def execute(self, context: Any) -> Any:
         self.skip_unless_selected(context)
+        self.use_run_config()
         self._pod_operator = self.pod_operator()
         result = self._pod_operator.execute(context)
         self.describe_outlets(context)

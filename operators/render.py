@@ -47,7 +47,7 @@ def pod_operators(config: GlaveConfig, run_id: str, shard: int, *, config_uri: s
     """Every task's pod operator for one shard: discover, each registered stage, report, publish, mlflow-log."""
     config = config.model_copy(deep=True)
     config.orchestration.executor = "kubernetes"
-    common = {"run_id": run_id, "config_uri": config_uri, "store_uri": store_uri}
+    common: dict[str, Any] = {"run_id": run_id, "config_uri": config_uri, "store_uri": store_uri}
     ops = [glave_task(config, task_id="discover", subcommand=["discover"], options={"--input": config.orchestration.input_prefix},
                       flags=("--json",), result_key="shards", **common)]
     ops += [stage_task(config, name, shard=shard, **common) for name in available()]

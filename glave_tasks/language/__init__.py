@@ -23,7 +23,8 @@ from .types import Engine, EngineError, LLMRequest, LLMResponse
 
 def build_engine(config: EngineConfig, **kwargs: Any) -> Engine:
     """The engine the config names (``cache_dir``/``s3`` are used by engines that load weights)."""
-    return load("engine", config.backend)(config, **kwargs)
+    engine: Engine = load("engine", config.backend)(config, **kwargs)
+    return engine
 
 
 def engine_ids(config: EngineConfig) -> dict[str, str]:

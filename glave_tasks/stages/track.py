@@ -11,6 +11,7 @@ A video without objects gets no track rows and unmarked keyframes: an empty resu
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -82,8 +83,8 @@ class TrackStage(Stage):
         ctx.write("tracks", tracks)
         ctx.write("marks", marks)
 
-    def _video(self, ctx: ShardContext | VideoContext, vid: str, dense: list[dict], keyframes: list[dict],
-               cuts: list[dict]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _video(self, ctx: ShardContext | VideoContext, vid: str, dense: list[dict[str, Any]],
+               keyframes: list[dict[str, Any]], cuts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         from ..vision import rle, set_of_mark
         from ..vision.frame_loading import load_frames
 
@@ -91,7 +92,7 @@ class TrackStage(Stage):
             if keyframes:
                 raise VideoFailure("no_dense_frames", "ingest wrote keyframes but no dense frames")
             return [], []
-        paths = [ctx.upstream_file(r["image_key"]) for r in dense]
+        paths = [Path(ctx.upstream_file(r["image_key"])) for r in dense]
         frames = load_frames(vid, paths, [float(r["frame_index"]) for r in dense],
                              [float(c["frame_index"]) for c in cuts])
         t0 = time.perf_counter()
@@ -121,7 +122,7 @@ class TrackStage(Stage):
             if i is None:  # not on the dense grid: the nearest sample in time stands in
                 i = min(range(len(dense)), key=lambda j: abs(dense[j]["timestamp_s"] - kf["timestamp_s"]))
             image = frames.images[i] if kf["image_key"] == dense[i]["image_key"] else \
-                load_frames(vid, [ctx.upstream_file(kf["image_key"])], [0.0], []).images[0]
+                load_frames(vid, [Path(ctx.upstream_file(kf["image_key"]))], [0.0], []).images[0]
             marked = set_of_mark.render(image, {o.track_id: o.mask for o in objects[i]},
                                         thickness=cfg.contour_thickness, min_object_px=cfg.min_object_px)
             key = ctx.put_bytes(marked.png, vid, f"marked-k{k:04d}.png")

@@ -122,10 +122,13 @@ def test_kubernetes_executor_builds_pod_operators_bounded_on_gpus(tmp_path: Path
     os.environ.setdefault("AIRFLOW_HOME", str(tmp_path / "airflow"))
     prod = str(ROOT / "k8s" / "overlays" / "prod" / "glave-config.yaml")
     dag = load_dag_module({"GLAVE_CONFIG": prod}).dag
+    from operators.model_server import ModelServerOperator
     from operators.pod import GlavePodOperator
 
     for task in dag.tasks:
-        assert isinstance(task, GlavePodOperator), task.task_id
+        # The run's model server (prod: engine vllm) is a Deployment, started and stopped by its own operator.
+        expected = ModelServerOperator if task.task_id.startswith("model_server_") else GlavePodOperator
+        assert isinstance(task, expected), task.task_id
     track = dag.get_task("shard.track")
     assert track.pool == "glave_gpu" and track.pool_slots == 1 and track.max_active_tis_per_dag == 4
     ingest = dag.get_task("shard.ingest")
@@ -139,9 +142,20 @@ def test_dag_file_imports_only_wiring() -> None:
     modules = {n.module if isinstance(n, ast.ImportFrom) else a.name
                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                for a in (n.names if isinstance(n, ast.Import) else [n])}
-    allowed = {"__future__", "os", "datetime", "airflow.sdk", "glave_tasks.config", "glave_tasks.stages",
-               "operators.factory", "operators.publishing"}
+    allowed = {"__future__", "datetime", "typing", "airflow.sdk", "glave_tasks.stages", "glave_tasks.language.model_server",
+               "operators.factory", "operators.model_server", "operators.publishing"}
     assert modules <= allowed, modules - allowed
     # Tasks come from the operator factory; the DAG defines no Python callables of its own.
     functions = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
     assert functions == ["per_shard"]
+
+
+def test_parsing_never_reads_a_remote_config(tmp_path: Path) -> None:
+    """A remote GLAVE_CONFIG goes to the tasks as is; the DAG is shaped by defaults and GLAVE__ variables."""
+    os.environ.setdefault("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    uri = "s3://glave-config-that-does-not-exist/glave.yaml"
+    dag = load_dag_module({"GLAVE_CONFIG": uri, "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                           "GLAVE__ORCHESTRATION__SCHEDULE": "15 1 * * *"}).dag
+    assert dag.schedule == "15 1 * * *"
+    assert dag.params["config_uri"] == uri
+    assert dag.get_task("discover").config_uri == "{{ params.config_uri }}"
