@@ -82,11 +82,12 @@ def ensure_torchvision_ops() -> bool:
         if error is not None:  # the operators loaded, so the failure is something else: surface it
             raise error
         return False
-    lib = torch.library.Library("torchvision", "DEF")
-    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.impl("nms", _nms, "CPU")
-    lib.impl("qnms", _nms, "CPU")
+    # torch.library is untyped.
+    lib = torch.library.Library("torchvision", "DEF")  # type: ignore[no-untyped-call]
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")  # type: ignore[no-untyped-call]
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")  # type: ignore[no-untyped-call]
+    lib.impl("nms", _nms, "CPU")  # type: ignore[no-untyped-call]
+    lib.impl("qnms", _nms, "CPU")  # type: ignore[no-untyped-call]
     _LIB = lib
     if error is not None:
         _forget_torchvision()
@@ -95,5 +96,5 @@ def ensure_torchvision_ops() -> bool:
 
     if not torchvision.extension._has_ops():
         # torchvision.ops.nms refuses to run without its C extension; nms itself is now present.
-        torchvision.ops.boxes._assert_has_ops = lambda: None  # type: ignore[attr-defined]
+        torchvision.ops.boxes._assert_has_ops = lambda: None
     return True

@@ -249,8 +249,8 @@ class Sam2Memory:
                     ptrs.append((t_diff, entry.obj_ptr))
         return slots, ptrs
 
-    def _condition(self, picks: list[tuple[list, list]], vision_feats: list[Any], vision_pos: list[Any],
-                   sizes: list[tuple[int, int]], num_frames: int) -> Any:
+    def _condition(self, picks: list[tuple[list[tuple[int, Any]], list[tuple[int, Any]]]], vision_feats: list[Any],
+                   vision_pos: list[Any], sizes: list[tuple[int, int]], num_frames: int) -> Any:
         """Memory attention for a batch of objects with equally long memories."""
         import torch
         from sam2.modeling.sam2_utils import get_1d_sine_pe

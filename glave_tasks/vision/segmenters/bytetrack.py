@@ -47,7 +47,7 @@ class ByteTrackSegmenter(Backend):
         labels: list[str] = []
         for i, found in enumerate(detections):
             if tracker is None or video.shots[i] != video.shots[i - 1]:
-                tracker = BYTETracker(self.args)
+                tracker = BYTETracker(self.args)  # type: ignore[no-untyped-call]
             # At most max_objects_per_frame objects, highest scores kept. Tracks are reported only
             # on samples where a detection matches them (the method's presence rule); a lost
             # track is only remembered, unreported, for re-identification (track_buffer).

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -177,14 +178,14 @@ class Sam2Propagator(Backend):
                     banks.pop(tid)
                     present.pop(tid, None)
                 for d, det in enumerate(dets):
-                    tid = matched.get(d)
-                    if tid is None:
+                    if d in matched:
+                        tid = matched[d]
+                        tracks[tid].label, tracks[tid].score = det.label, det.score
+                    else:
                         tid = next_id[0]
                         next_id[0] += 1
                         banks[tid] = ObjectMemory()
                         tracks[tid] = TrackMeta(tid, det.label, det.score)
-                    else:
-                        tracks[tid].label, tracks[tid].score = det.label, det.score
                     banks[tid].add_cond(f, det_memories[d], cfg.segmenter.max_cond_frames)
                     present[tid] = det_masks[d]
                 if len(tracks) > cap:  # carried tracks compete with the detections by score
