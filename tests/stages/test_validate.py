@@ -16,7 +16,6 @@ from glave_tasks.report.build import build_report
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
-
 from tests.support.seed_run import seed_captioned_run
 
 RUN = "r-validate"
@@ -163,11 +162,11 @@ def test_audit_exits_non_zero_on_a_critical_failure(tmp_path: Path) -> None:
 
 
 def test_trend_keeps_the_last_runs_in_one_file(validated) -> None:
-    from glave_tasks.report.build import TREND_KEY, TREND_RUNS
+    from glave_tasks.report.build import TREND_KEY, TREND_KEYS, TREND_RUNS
 
     store, config, _ = validated
     store.write_json(TREND_KEY, [{"run_id": f"n{i:03d}", "created_at": f"2001-01-01T00:{i // 60:02d}:{i % 60:02d}",
-                                  "videos": i} for i in range(TREND_RUNS + 5)])
+                                  **{k: i for k in TREND_KEYS}} for i in range(TREND_RUNS + 5)])
     build_report(store, config, RUN)
     rows = store.read_json(TREND_KEY)
     assert len(rows) == TREND_RUNS and rows[-1]["run_id"] == RUN
