@@ -164,6 +164,12 @@ class FaultyProxy:
                 head, rest = _read_head(client)
                 if head is None:
                     return
+                if b"\r\nexpect: 100-continue" in head.lower():
+                    # Answer the client's 100-continue ourselves (as S3 does) and forward the
+                    # request whole: the body is read here before anything goes upstream.
+                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    head = b"\r\n".join(line for line in head.split(b"\r\n")
+                                         if not line.lower().startswith(b"expect:"))
                 length = _content_length(head)
                 body = rest
                 while len(body) < length:
