@@ -88,7 +88,7 @@ def record_generators(tables: dict[str, pa.Table]) -> dict[str, dict[str, Any]]:
             for v in (r["prompt_version"] or "").split("+"):
                 if "@" in v:
                     versions.setdefault(r["video_id"], {})[v.split("@", 1)[0]] = v
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for vid, found in makers.items():
         engines = sorted(found)
         first = engines[0]

@@ -102,7 +102,7 @@ def local_requests(videos: list[VideoFacts], overviews: dict[str, str]) -> list[
 
 
 def caption_shard(videos: list[VideoFacts], runner: LevelRunner, max_images: int,
-                  image_side: int = 448) -> tuple[list[dict], list[dict]]:
+                  image_side: int = 448) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Overview and local-caption rows for every video that goes through."""
     ov = _overviews(videos, runner, max_images, image_side)
     videos = runner.alive(videos)
@@ -122,7 +122,7 @@ def caption_shard(videos: list[VideoFacts], runner: LevelRunner, max_images: int
 
     overview_rows = [{"video_id": v.video_id, "overview_caption": ov[v.video_id].text, **ov[v.video_id].provenance()}
                      for v in videos]
-    local_rows: list[dict] = []
+    local_rows: list[dict[str, Any]] = []
     for v in videos:
         for k in v.keyframes:
             att = local[(v.video_id, k.index, "attention")]
@@ -151,7 +151,7 @@ def bridge_shard(
     overviews: dict[str, str],
     merged: dict[str, list[str]],
     runner: LevelRunner,
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Scene and video-caption rows for every video that goes through."""
     ov_clean = {vid: strip_ids(t) for vid, t in overviews.items()}
     captions = {vid: [{"index": i, "text": strip_ids(t)} for i, t in enumerate(texts)] for vid, texts in merged.items()}

@@ -180,7 +180,8 @@ def generate_shard(videos: list[VideoInput], runner: LevelRunner, *, max_per_dim
         if len({t.lower() for t in texts}) < 4 or not all(texts):
             runner.fail(d.video_id, "qa_bad_options", f"options not four distinct texts: {texts}")
             continue
-        texts, letter = shuffle_options(texts, schemas.ANSWER_LETTERS.index(parsed.answer_choice), d.video_id, d.question)
+        texts, letter = shuffle_options(texts, schemas.ANSWER_LETTERS.index(parsed.answer_choice), d.video_id,
+                                        d.question, d.scene_index)
         scope = "g" if d.scene_index is None else f"s{d.scene_index}"
         n = counters[(d.video_id, scope)]
         counters[(d.video_id, scope)] += 1
@@ -196,13 +197,17 @@ def generate_shard(videos: list[VideoInput], runner: LevelRunner, *, max_per_dim
     return QAResult(rows, dict(dropped))
 
 
-def shuffle_options(texts: list[str], correct: int, video_id: str, question: str) -> tuple[list[str], str]:
-    """Place the correct option at a letter drawn from a hash of the video and the question.
+def shuffle_options(texts: list[str], correct: int, video_id: str, question: str,
+                    scope: int | None = None) -> tuple[list[str], str]:
+    """Place the correct option at a letter drawn from a hash of the video, the question's scope
+    (its scene, or None for the whole video) and the question.
 
     Generators put the right answer where habit puts it (the reference's lean to A); the letter
     here is uniform over A-D across questions, and the same question of the same video always
-    gets the same order (re-runs are byte-identical). The wrong options keep their order."""
-    digest = hashlib.sha256(f"{video_id}\x1f{question}".encode()).digest()
+    gets the same order (re-runs are byte-identical). The scope is part of the seed because the same
+    question is often asked of several scenes ("How many people are in this scene?"): one letter
+    for all of them would skew the distribution. The wrong options keep their order."""
+    digest = hashlib.sha256(f"{video_id}\x1f{scope}\x1f{question}".encode()).digest()
     target = digest[0] % len(texts)
     wrong = [t for i, t in enumerate(texts) if i != correct]
     ordered = wrong[:target] + [texts[correct]] + wrong[target:]

@@ -17,6 +17,10 @@ def test_correct_letters_are_uniform_and_deterministic() -> None:
             assert [t for t in ordered if t != "right"] == ["wrong 1", "wrong 2", "wrong 3"]
             assert shuffle_options(texts, 0, f"video-{v}", f"Question {q} about the scene?") == (ordered, letter)
             letters[letter] += 1
+    # The same templated question asked of many scenes of one video still spreads over the letters.
+    per_scene = Counter(shuffle_options(["r", "w1", "w2", "w3"], 0, "video-0", "How many people are in this scene?",
+                                        scene)[1] for scene in range(200))
+    assert all(abs(n / 200 - 0.25) < 0.08 for n in per_scene.values()) and len(per_scene) == 4
     shares = {k: n / 1000 for k, n in letters.items()}
     assert set(shares) == set("ABCD") and all(abs(s - 0.25) < 0.05 for s in shares.values()), shares
 
