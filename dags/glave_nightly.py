@@ -11,7 +11,7 @@ Config: ``GLAVE_CONFIG`` (path or s3:// URI) plus ``GLAVE__SECTION__FIELD`` over
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, TriggerRule, task_group
@@ -34,7 +34,7 @@ DATASET = Asset(name="glave_dataset", uri=dataset_asset_uri(config), group="glav
 with DAG(
     dag_id="glave_nightly",
     schedule=config.orchestration.schedule,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["glave"],

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import GlaveConfig
-from .quality.assess import Assessment, assess
 from .errors import GlaveError
+from .quality.assess import Assessment, assess
 from .quality.record_format import scan_paths
 from .run import Run
 from .run_records import build_records, tracker_facts

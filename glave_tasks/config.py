@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -105,7 +106,7 @@ class IngestConfig(Section):
     min_scene_len_frames: int = Field(8, ge=1)
 
     @model_validator(mode="after")
-    def _clip_needs_path(self) -> "IngestConfig":
+    def _clip_needs_path(self) -> IngestConfig:
         if self.similarity_backend == "clip" and not self.clip_model_path:
             raise ValueError("similarity_backend 'clip' needs clip_model_path (local path or s3:// URI)")
         # Keyframe candidates are every n-th dense sample, so every keyframe has tracker masks.
@@ -128,7 +129,7 @@ class DetectorConfig(Section):
     max_objects: int = Field(12, ge=1)
 
     @model_validator(mode="after")
-    def _weights_for_ultralytics(self) -> "DetectorConfig":
+    def _weights_for_ultralytics(self) -> DetectorConfig:
         if self.backend == "ultralytics" and not self.weights:
             raise ValueError("backend 'ultralytics' needs weights (local path or s3:// URI)")
         return self
@@ -152,7 +153,7 @@ class SegmenterConfig(Section):
     compile: bool = False
 
     @model_validator(mode="after")
-    def _sam2_needs_checkpoint(self) -> "SegmenterConfig":
+    def _sam2_needs_checkpoint(self) -> SegmenterConfig:
         if self.backend == "sam2" and not self.checkpoint:
             raise ValueError("backend 'sam2' needs checkpoint (local path or s3:// URI)")
         return self
@@ -271,7 +272,7 @@ class EngineConfig(Section):
                           top_p=t.top_p if t.top_p is not None else s.top_p)
 
     @model_validator(mode="after")
-    def _backend_needs(self) -> "EngineConfig":
+    def _backend_needs(self) -> EngineConfig:
         if self.backend == "vllm" and not (self.model or self.weights):
             raise ValueError("backend 'vllm' needs model or weights")
         if self.backend == "openai" and not (self.base_url and self.model):
@@ -379,7 +380,7 @@ class JudgeConfig(EngineConfig):
     ``embedded``: sentence embeddings pick the option closest to the caption, no weights to fetch
     (laptops and CI; every output says so). ``rules`` has no judge."""
 
-    backend: Literal["embedded", "vllm", "openai"] = "embedded"  # type: ignore[assignment]
+    backend: Literal["embedded", "vllm", "openai"] = "embedded"
     # Repeats must sample independently: no fixed seed, some temperature (the reference's
     # hosted judge ran at its default temperature).
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.7, max_tokens=256, seed=None))
@@ -533,7 +534,7 @@ def _read_text(uri: str) -> str:
 
         try:
             with fsspec.open(uri, "r") as fh:
-                return fh.read()
+                return str(fh.read())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"config {uri}: cannot read ({exc})") from exc
     local = uri[len("file://"):] if uri.startswith("file://") else uri

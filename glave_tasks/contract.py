@@ -12,9 +12,10 @@ import contextlib
 import logging
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .config import GlaveConfig
 from .errors import GlaveError, InfrastructureError, VideoFailure
@@ -95,11 +96,11 @@ class Stage(ABC):
     def prompt_versions(self) -> dict[str, str]:
         return {}
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook: stages without models have nothing to load
         """Load models once per process, before the shard is processed."""
 
     @abstractmethod
-    def process(self, ctx: "ShardContext") -> None:
+    def process(self, ctx: ShardContext) -> None:
         """Process every video of ``ctx.videos``; write tables with ``ctx.write``."""
 
 
@@ -183,7 +184,7 @@ class ShardContext:
         log.warning("video %s failed %s: %s %s", video_id, self.stage, reason, detail)
         self.errors.append({
             "video_id": video_id, "stage": self.stage, "reason": reason, "detail": detail[:4000],
-            "run_id": self.run_id, "shard": self.shard, "recorded_at": datetime.now(timezone.utc),
+            "run_id": self.run_id, "shard": self.shard, "recorded_at": datetime.now(UTC),
         })
 
     @contextlib.contextmanager

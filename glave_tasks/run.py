@@ -3,8 +3,9 @@ status. Readers trust committed shards only (a commit marker is written last by 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc

@@ -13,6 +13,7 @@ import pyarrow as pa
 from .language.video_facts import group_rows
 from .quality.record_format import Record, qa_entry
 
+
 def _qa_map(rows: list[dict[str, Any]]) -> dict[str, Any]:
     rows = sorted(rows, key=lambda r: (int(r["qa_id"].rsplit("-", 1)[1]) if r["qa_id"].rsplit("-", 1)[-1].isdigit() else 0, r["qa_id"]))
     return {str(i): qa_entry(r["question"], r["answer"], r["dimension"], r["options"], r["answer_choice"])

@@ -12,12 +12,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__, schemas
 from .contract import ShardContext, Stage, VideoRef
-from .errors import GlaveError, InfrastructureError, ShardFailed, UpstreamNotReady
+from .errors import InfrastructureError, ShardFailed, UpstreamNotReady
 from .layout import RunLayout
 from .run import Run
 from .store import ArtifactStore
@@ -131,7 +131,7 @@ def _run_stage_held(
             store.write_json(layout.failed(stage.name, shard), {
                 "stage": stage.name, "run_id": run_id, "shard": shard,
                 "reason": "infrastructure" if infra else "crashed",
-                "detail": f"{type(exc).__name__}: {exc}", "finished_at": datetime.now(timezone.utc).isoformat(),
+                "detail": f"{type(exc).__name__}: {exc}", "finished_at": datetime.now(UTC).isoformat(),
             })
         except InfrastructureError:
             pass  # the store is what failed; the one-line error below says so
@@ -146,8 +146,8 @@ def _run_stage_held(
         "models": stage.model_ids(), "prompts": stage.prompt_versions(),
         "videos_in": len(videos), "videos_ok": [v.video_id for v in ctx.ok_videos()], "videos_failed": failed,
         "failures": _count_reasons(ctx.errors), "counts": ctx.counts, "metrics": ctx.metrics,
-        "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(), "duration_s": round(time.time() - started, 3),
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(), "duration_s": round(time.time() - started, 3),
     }
     ratio = failed / len(videos) if videos else 0.0
     if ratio > stage.config.run.max_failure_ratio:

@@ -7,6 +7,8 @@ version, token counts and latency.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 # Provenance carried by every generated row.
@@ -203,7 +205,7 @@ def empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
 
-def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Build a table from row dicts, checked against its schema."""
     return pa.Table.from_pylist(rows, schema=schema)
 

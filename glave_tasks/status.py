@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 
-
 def format_status(status: dict[str, Any]) -> str:
     lines = [f"run {status['run_id']}  videos={status['num_videos']}  shards={len(status['shards'])}  store={status['store']}"]
     for stage, info in status["stages"].items():

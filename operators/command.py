@@ -5,8 +5,8 @@ Pure functions, no Airflow: the operators, ``glave render-pods`` and the tests s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 # Where a pod writes the small JSON result that Airflow reads back as the task's XCom.
 POD_RESULT_FILE = "/airflow/xcom/return.json"

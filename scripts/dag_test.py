@@ -11,7 +11,7 @@ import argparse
 import importlib.util
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 DAG_FILE = Path(__file__).resolve().parent.parent / "dags" / "glave_nightly.py"
@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     dag = load_dag()
-    logical = datetime.fromisoformat(args.logical_date) if args.logical_date else datetime.now(timezone.utc)
+    logical = datetime.fromisoformat(args.logical_date) if args.logical_date else datetime.now(UTC)
     if logical.tzinfo is None:
-        logical = logical.replace(tzinfo=timezone.utc)
+        logical = logical.replace(tzinfo=UTC)
     dagrun = dag.test(logical_date=logical, run_conf=json.loads(args.conf), conn_file_path=args.conn_file)
     tis = sorted(dagrun.get_task_instances(), key=lambda t: (t.task_id, t.map_index))
     outcome = {

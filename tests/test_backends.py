@@ -23,7 +23,6 @@ from glave_tasks.runner import fingerprint, run_stage
 from glave_tasks.stages import available, build_stage
 from glave_tasks.store import ArtifactStore
 from glave_tasks.vision.types import Detection, VideoFrames
-
 from tests.support import make_config, synthetic
 
 

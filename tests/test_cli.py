@@ -23,7 +23,6 @@ from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
-
 from tests.support import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]

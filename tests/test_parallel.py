@@ -12,7 +12,6 @@ from glave_tasks.contract import Resources, ShardContext, Stage
 from glave_tasks.errors import VideoFailure
 from glave_tasks.parallel import cpu_workers, map_videos
 from glave_tasks.store import ArtifactStore
-
 from tests.support import make_config
 
 

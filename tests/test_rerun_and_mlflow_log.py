@@ -13,11 +13,10 @@ from glave_tasks.cli import main as glave
 from glave_tasks.config import GlaveConfig, load_config
 from glave_tasks.layout import RunLayout
 from glave_tasks.local_run import run_pipeline
+from glave_tasks.mlflow_log import config_models, log_run
 from glave_tasks.run import Run
 from glave_tasks.stages import available
 from glave_tasks.store import ArtifactStore
-from glave_tasks.mlflow_log import config_models, log_run
-
 from tests.support import synthetic
 
 RUN = "ops-run"
@@ -112,7 +111,7 @@ def test_mlflow_log_records_one_run_with_a_nested_run_per_stage(seeded) -> None:
         m = child.data.metrics
         assert m["videos_ok"] == sum(len(x["videos_ok"]) for x in markers)
         assert m["shards_committed"] == len(markers)
-        for count, value in markers[0]["counts"].items():
+        for count in markers[0]["counts"]:
             assert m[count] == sum(x["counts"].get(count, 0) for x in markers)
         for key, value in markers[0]["prompts"].items():
             assert child.data.params[f"prompt.{key}"] == value

@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 import pytest
 
 from glave_tasks.config import GlaveConfig, load_config
+from glave_tasks.contract import ShardContext, Stage
 from glave_tasks.discover import discover
 from glave_tasks.errors import GlaveError, ShardFailed, UpstreamNotReady, VideoFailure
 from glave_tasks.layout import RunLayout
-from glave_tasks.contract import ShardContext, Stage
 from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
 from glave_tasks.store import ArtifactStore

@@ -42,7 +42,7 @@ def split_max_tokens(num_keyframes: int, cap: int) -> int:
     several byte-level tokens), within ``cap`` (the engine's context share for the answer)."""
     span = SceneSpan.model_fields
     chars = span["scene_hint"].metadata[0].max_length + span["camera_note"].metadata[0].max_length
-    return min(cap, 64 + max(1, num_keyframes) * (3 * chars + 64))
+    return int(min(cap, 64 + max(1, num_keyframes) * (3 * chars + 64)))
 
 
 def repair_scenes(split: SceneSplit, num_keyframes: int, cut_keyframes: list[int]) -> tuple[list[SceneSpan], list[str]]:

@@ -190,9 +190,10 @@ def scan_video(
 
 
 def _frame_time(frame: av.VideoFrame, start_s: float, index: int, fps: float) -> float:
-    if frame.time is None:
+    t: float | None = frame.time  # PyAV types it float; frames without a timestamp do exist
+    if t is None:
         return index / fps
-    return max(0.0, float(frame.time) - start_s)
+    return max(0.0, float(t) - start_s)
 
 
 def _looks_truncated(path: str | os.PathLike[str]) -> bool:

@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 from ..schemas import SCENE_DIMENSIONS, VIDEO_DIMENSIONS
 
 # The dimension is an enum in the JSON schema, so a constrained engine cannot invent one.
-SceneDimension = Literal[tuple(SCENE_DIMENSIONS)]  # type: ignore[valid-type]
-VideoDimension = Literal[tuple(VIDEO_DIMENSIONS)]  # type: ignore[valid-type]
+SceneDimension = Literal[tuple(SCENE_DIMENSIONS)]
+VideoDimension = Literal[tuple(VIDEO_DIMENSIONS)]
 
 
 class GeneratedQA(BaseModel):

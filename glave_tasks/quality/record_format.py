@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import GlaveError
 
@@ -136,7 +137,7 @@ def frames(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
     videos, captions, scenes, qa = [], [], [], []
     for rec in records:
         d, vid = rec.data, rec.video_id
-        streams = {s: d.get(s) if isinstance(d.get(s), list) else [] for s in ("different", "attention", "merged")}
+        streams: dict[str, list[Any]] = {s: v if isinstance(v := d.get(s), list) else [] for s in ("different", "attention", "merged")}
         n_keyframes = len(streams["merged"])
         for stream, items in streams.items():
             for i, text in enumerate(items):
@@ -146,7 +147,7 @@ def frames(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
         for kind in ("overview_caption", "caption"):
             text = d.get(kind)
             captions.append({"video_id": vid, "kind": kind, "index": 0, "text": text if isinstance(text, str) else None})
-        scene_list = d.get("scene_list") if isinstance(d.get("scene_list"), dict) else {}
+        scene_list: dict[str, Any] = v if isinstance(v := d.get("scene_list"), dict) else {}
         n_qa = 0
         for key, scene in sorted(scene_list.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 0):
             scene = scene if isinstance(scene, dict) else {}

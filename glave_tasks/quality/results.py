@@ -20,7 +20,7 @@ class CheckResult:
     detail: str = ""
 
     @classmethod
-    def of(cls, spec: CheckSpec, value: float | None, detail: str = "") -> "CheckResult":
+    def of(cls, spec: CheckSpec, value: float | None, detail: str = "") -> CheckResult:
         return cls(spec.name, spec.table, spec.status(value), None if value is None else float(value),
                    spec.warn, spec.fail, spec.critical, detail[:2000])
 

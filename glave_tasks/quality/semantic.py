@@ -98,7 +98,7 @@ def duplicates(qa: list[dict[str, Any]], threshold: float, model: str) -> tuple[
             by_video[(q["video_id"], q["scope"])].append(i)
     exact = near = 0
     notes: list[str] = []
-    for vid, idx in by_video.items():
+    for idx in by_video.values():
         seen: set[str] = set()
         unique: list[int] = []
         for i in idx:
@@ -145,7 +145,7 @@ def hallucination(captions: list[dict[str, Any]], labels: dict[str, set[str]] | 
     for c in captions:
         if c["kind"] not in ("merged", "scene", "caption"):
             continue
-        seen = {l.lower() for l in labels.get(c["video_id"], set())}
+        seen = {label.lower() for label in labels.get(c["video_id"], set())}
         for w in lexicon.words(c["text"] or ""):
             confirm = lexicon.OBJECT_WORDS.get(w)
             if confirm is None:

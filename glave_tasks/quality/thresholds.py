@@ -28,7 +28,9 @@ class CheckSpec:
     def status(self, value: float | None) -> Status:
         if value is None:
             return "skip"
-        worse = (lambda v, t: v > t) if self.direction == "max" else (lambda v, t: v < t)
+        def worse(v: float, t: float) -> bool:
+            return v > t if self.direction == "max" else v < t
+
         if self.fail is not None and worse(value, self.fail):
             return "fail"
         if self.warn is not None and worse(value, self.warn):

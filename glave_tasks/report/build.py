@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,9 @@ import jinja2
 from .. import schemas
 from ..config import GlaveConfig
 from ..keys import join_key
-from ..layout import RunLayout
+from ..layout import RunLayout, shard_name
 from ..quality.assess import stats_of
 from ..quality.record_format import frames
-from ..layout import shard_name
 from ..run import Run
 from ..run_records import build_records
 from ..stages import available
@@ -114,7 +113,7 @@ def build_report(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict
                      "detail": r.get("detail") or r.get("reason") or (f"ok {r['videos_ok']}/{r['videos_in']}" if r["state"] == "committed" else "")}
                     for stage, info in status["stages"].items() for r in info["shards"]]
     blocking = sorted({c["check"] for c in checks if c["critical"] and c["status"] == "fail"})
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     headline = {
         "videos": stats["videos"], "qa": stats["qa"], "scenes": stats["scenes"], "keyframes": stats["keyframes"],
         "qa_per_video": round(stats["qa"] / stats["videos"], 2) if stats["videos"] else 0,

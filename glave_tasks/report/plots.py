@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _svg(fig) -> str:  # noqa: ANN001 - a matplotlib Figure

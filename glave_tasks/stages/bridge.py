@@ -28,8 +28,8 @@ class BridgeStage(EngineStage):
         return versions(*BRIDGE_PROMPTS)
 
     def process(self, ctx: ShardContext) -> None:
-        from ..language.video_facts import load_facts
         from ..captionbridge.pipeline import bridge_shard
+        from ..language.video_facts import load_facts
 
         overviews = {r["video_id"]: r["overview_caption"] for r in ctx.read("caption", "overviews").to_pylist()}
         merged: dict[str, dict[int, str]] = defaultdict(dict)

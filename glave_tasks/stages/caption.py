@@ -8,7 +8,6 @@ All requests of one level, over every video of the shard, go to the engine toget
 
 from __future__ import annotations
 
-
 from ..contract import ShardContext
 from ..language.engine_stage import EngineStage
 
@@ -27,8 +26,8 @@ class CaptionStage(EngineStage):
         return versions(*CAPTION_PROMPTS)
 
     def process(self, ctx: ShardContext) -> None:
-        from ..language.video_facts import load_facts
         from ..captionbridge.pipeline import caption_shard
+        from ..language.video_facts import load_facts
 
         videos = load_facts(ctx)
         runner = self.level_runner()

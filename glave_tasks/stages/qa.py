@@ -33,8 +33,7 @@ class QAStage(EngineStage):
         return versions(*QA_PROMPTS)
 
     def process(self, ctx: ShardContext) -> None:
-        from ..language.video_facts import group_rows
-        from ..language.video_facts import load_facts
+        from ..language.video_facts import group_rows, load_facts
         from ..qagen.pipeline import SceneInput, VideoInput, generate_shard
         from ..quality.embeddings import near_duplicates
 

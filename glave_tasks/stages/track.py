@@ -11,8 +11,8 @@ A video without objects gets no track rows and unmarked keyframes: an empty resu
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import backends

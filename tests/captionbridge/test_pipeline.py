@@ -7,7 +7,6 @@ from pathlib import Path
 from glave_tasks.layout import RunLayout
 from glave_tasks.local_run import run_pipeline
 from glave_tasks.store import ArtifactStore
-
 from tests.support import synthetic
 
 

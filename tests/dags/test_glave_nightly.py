@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from glave_tasks.stages import available
-
 from tests.support.dag import DAG_FILE, HEAVY_MODULES, ROOT, load_dag_module
 
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

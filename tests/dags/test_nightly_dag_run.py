@@ -21,10 +21,8 @@ from glave_tasks.layout import RunLayout
 from glave_tasks.run import Run
 from glave_tasks.stages import available
 from glave_tasks.store import ArtifactStore
+from tests.support import ROOT, synthetic
 
-from tests.support import synthetic
-
-from tests.support import ROOT
 LOGICAL_DATE = "2026-01-02"
 RUN_ID = f"nightly-{LOGICAL_DATE}"
 

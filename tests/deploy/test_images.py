@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import ROOT
+
 IMAGES = ROOT / "images"
 STAGE_FAMILIES = ["cpu", "vision", "llm"]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

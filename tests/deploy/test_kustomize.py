@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from operators.render import config_for, render_pods
-
 from tests.support import ROOT
+
 OVERLAYS = ["dev", "prod"]
 
 

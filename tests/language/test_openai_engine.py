@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 from glave_tasks.config import EngineConfig
 from glave_tasks.language import LLMRequest, build_engine, complete
 from glave_tasks.language.engines.openai import OpenAIEngine
-
 from tests.support.llm_env import LLM_PYTHON, ROOT, build_tiny_model, llm_env
 from tests.support.openai_server import completion
 

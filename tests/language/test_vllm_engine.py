@@ -15,7 +15,6 @@ import pytest
 
 from glave_tasks.layout import RunLayout
 from glave_tasks.store import ArtifactStore
-
 from tests.support import synthetic
 from tests.support.llm_env import build_tiny_model, run_llm
 from tests.support.seed import merge_tables, seed_committed, upstream_from_truth

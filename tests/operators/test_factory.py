@@ -15,7 +15,6 @@ from operators.command import GlaveCommand
 from operators.factory import glave_task, stage_task
 from operators.local import GlaveLocalOperator
 from operators.pod import GlavePodOperator
-
 from tests.support import ROOT, synthetic
 
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

@@ -17,7 +17,6 @@ from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from operators.model_server import server_manifests
 from operators.render import config_for
-
 from tests.support import make_config
 from tests.support.dag import load_dag_module
 

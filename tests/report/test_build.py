@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from glave_tasks.report.build import build_report
-
 from tests.stages.test_validate import RUN, validated  # noqa: F401 - module fixture: a validated seeded run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -16,7 +16,6 @@ from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
-
 from tests.support import synthetic
 from tests.support.seed import merge_tables, seed_committed, upstream_from_truth
 

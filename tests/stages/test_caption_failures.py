@@ -11,10 +11,9 @@ from glave_tasks.layout import RunLayout
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
-
 from tests.support import synthetic
+from tests.support.openai_server import completion
 from tests.support.seed import merge_tables, seed_committed, upstream_from_truth
-from tests.support.openai_server import FakeServer, completion
 
 RUN = "r-fail"
 

@@ -15,7 +15,6 @@ from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.stages.qa import QAStage
 from glave_tasks.store import ArtifactStore
-
 from tests.support.seed_run import seed_captioned_run
 
 RUN = "r-qa"

@@ -12,7 +12,6 @@ import pytest
 from glave_tasks import schemas
 from glave_tasks.config import load_config
 from glave_tasks.store import ArtifactStore
-
 from tests.support.llm_env import build_tiny_model, run_llm
 from tests.support.seed_run import seed_captioned_run
 

@@ -21,9 +21,7 @@ from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage, stage_class
 from glave_tasks.store import ArtifactStore
 from glave_tasks.vision import rle
-
-from tests.support import synthetic
-from tests.support import BIG_BUCK_BUNNY
+from tests.support import BIG_BUCK_BUNNY, synthetic
 from tests.support.track_media import score_tracks
 
 RUN = "track-run"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -39,7 +39,7 @@ def seed_manifest(store: ArtifactStore, run_id: str, shards: dict[int, list[str]
                              "file_name": f"{vid}.mp4", "size_bytes": 1, "shard": shard})
     store.write_table(layout.videos_table, schemas.rows_to_table(rows, schemas.VIDEOS), schemas.VIDEOS)
     store.write_json(layout.manifest, {
-        "run_id": run_id, "input_uri": "/videos", "created_at": datetime.now(timezone.utc).isoformat(),
+        "run_id": run_id, "input_uri": "/videos", "created_at": datetime.now(UTC).isoformat(),
         "pipeline_version": "glave-cap-1", "shard_size": max(len(v) for v in shards.values()),
         "shards": sorted({r["shard"] for r in rows}), "num_videos": len(rows),
         "skipped_already_annotated": 0, "duplicates": 0,

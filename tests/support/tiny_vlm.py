@@ -41,10 +41,15 @@ def build_tiny_qwen2_vl(out_dir: str | Path, vocab_size: int = 384) -> Path:
     from glave_tasks.compat.torchvision_ops import ensure_torchvision_ops
 
     ensure_torchvision_ops()  # CPU torch beside the CUDA-linked torchvision wheel
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                              Qwen2VLImageProcessor, Qwen2VLProcessor)
     import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+    )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

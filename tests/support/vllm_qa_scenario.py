@@ -11,7 +11,7 @@ from typing import Any
 
 
 def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
-    from glave_tasks.config import load_config
+    from glave_tasks.config import DEFAULT_TASKS, load_config
     from glave_tasks.errors import ShardFailed
     from glave_tasks.language import build_engine
     from glave_tasks.layout import RunLayout
@@ -20,8 +20,6 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
     from glave_tasks.store import ArtifactStore
 
     from .vllm_scenarios import CountingEngine
-
-    from glave_tasks.config import DEFAULT_TASKS
 
     config = load_config(environ={}, overrides={
         "store": {"root": store_dir, "local_cache": f"{store_dir}/../cache"},

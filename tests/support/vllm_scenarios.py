@@ -50,16 +50,14 @@ class CountingEngine:
 def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
     from PIL import Image
 
-    from glave_tasks.config import load_config
+    from glave_tasks.config import DEFAULT_TASKS, load_config
     from glave_tasks.errors import ShardFailed
-    from glave_tasks.layout import RunLayout
     from glave_tasks.language import LLMRequest, build_engine, complete
+    from glave_tasks.layout import RunLayout
     from glave_tasks.runner import run_stage
     from glave_tasks.stages.bridge import BridgeStage
     from glave_tasks.stages.caption import CaptionStage
     from glave_tasks.store import ArtifactStore
-
-    from glave_tasks.config import DEFAULT_TASKS
 
     config = load_config(environ={}, overrides={
         "store": {"root": store_dir, "local_cache": f"{store_dir}/../cache"},

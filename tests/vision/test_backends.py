@@ -19,7 +19,6 @@ from glave_tasks.vision.frame_loading import load_frames
 from glave_tasks.vision.mask_matching import match_masks
 from glave_tasks.vision.types import Detection, VideoFrames
 from glave_tasks.weights import resolve_weights
-
 from tests.support import synthetic
 from tests.support.track_media import sample_jpegs
 
@@ -47,9 +46,12 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[VideoFrames, synth
 
 
 def test_mask_matching_keeps_ids_at_or_above_the_threshold() -> None:
-    a = np.zeros((10, 10), bool); a[0:5, 0:5] = True
-    b = np.zeros((10, 10), bool); b[5:10, 5:10] = True
-    a_moved = np.zeros((10, 10), bool); a_moved[0:5, 1:5] = True  # IoU 0.8 with a
+    a = np.zeros((10, 10), bool)
+    a[0:5, 0:5] = True
+    b = np.zeros((10, 10), bool)
+    b[5:10, 5:10] = True
+    a_moved = np.zeros((10, 10), bool)
+    a_moved[0:5, 1:5] = True  # IoU 0.8 with a
     assert match_masks({7: a, 9: b}, [b, a_moved], 0.8) == {0: 9, 1: 7}
     assert match_masks({7: a}, [a_moved], 0.81) == {}
     assert match_masks({}, [a], 0.8) == {} and match_masks({7: a}, [], 0.8) == {}

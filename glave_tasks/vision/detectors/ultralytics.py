@@ -17,8 +17,8 @@ from ...backends import Backend
 from ...config import DetectorConfig, S3Options
 from ...contract import Resources
 from ...errors import ConfigError
-from ..types import Detection, VideoFrames
 from ...weights import resolve_weights
+from ..types import Detection, VideoFrames
 
 
 class UltralyticsDetector(Backend):
