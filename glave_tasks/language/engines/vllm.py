@@ -24,7 +24,8 @@ MIN_ANSWER_TOKENS = 64  # a prompt that leaves less room than this for the answe
 
 def _is_length_error(exc: Exception) -> bool:
     text = str(exc).lower()
-    return any(k in text for k in ("maximum context length", "too long", "max_model_len", "exceeds"))
+    return any(k in text for k in ("maximum context length", "maximum model length", "too long", "max_model_len",
+                                   "exceeds"))
 
 
 class VLLMEngine(ServedModel):
