@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -16,7 +17,6 @@ from .config import GlaveConfig, load_config
 from .errors import GlaveError
 from .keys import validate_run_id
 from .store import ArtifactStore, open_store
-
 
 # The real stdout, saved by main(): while a command runs, sys.stdout points at stderr so that
 # third-party banners (Ultralytics' settings notice, progress prints) never mix into results.
@@ -123,29 +123,17 @@ def discover(input_uri: str, run_id: str, reprocess: bool, shard_size: int | Non
 def stage(name: str, run_id: str, shard: int, force: bool, config_path: str | None, store: str | None, as_json: bool,
           result_file: str | None) -> None:
     """Run one stage over one shard."""
+    from .language.model_server import attach
     from .runner import run_stage
     from .stages import build_stage
 
     cfg, st = _open(config_path, store)
+    cfg = attach(cfg, st, run_id)  # engine stages: the run's model server, when there is one
     outcome = run_stage(build_stage(name, cfg), st, run_id, shard, force=force, show_progress=not as_json)
     _write_result(result_file, outcome.to_json())
     _emit(outcome.to_json(), as_json, _format_outcome)
 
 
-def _format_outcome(o: dict[str, Any]) -> str:
-    counts = ", ".join(f"{k}={v}" for k, v in (o["counts"] or {}).items())
-    return (f"{o['stage']} shard {o['shard']}: {o['status']}; videos ok {o['videos_ok']}/{o['videos_in']}, "
-    from .language.model_server import attach
-            f"failed {o['videos_failed']}; {counts}; {o['duration_s']} s")
-
-
-@cli.command()
-    cfg = attach(cfg, st, run_id)  # engine stages: the run's model server, when there is one
-@click.option("--input", "input_uri", required=True, help="Input prefix (folder or s3:// prefix).")
-@click.option("--run-id", default=None, help="Defaults to local-<UTC timestamp>.")
-@click.option("--reprocess", is_flag=True)
-@click.option("--stages", "stage_list", default=None, help="Comma-separated subset of stages.")
-@click.option("--force", is_flag=True)
 @cli.group(name="model-server")
 def model_server() -> None:
     """The run's model server (engine backend vllm, model_server.mode per_run)."""
@@ -198,6 +186,18 @@ def model_server_serve(port: int | None, config_path: str | None) -> None:
     os.execvpe(argv[0], argv, ms.server_env(cfg))
 
 
+def _format_outcome(o: dict[str, Any]) -> str:
+    counts = ", ".join(f"{k}={v}" for k, v in (o["counts"] or {}).items())
+    return (f"{o['stage']} shard {o['shard']}: {o['status']}; videos ok {o['videos_ok']}/{o['videos_in']}, "
+            f"failed {o['videos_failed']}; {counts}; {o['duration_s']} s")
+
+
+@cli.command()
+@click.option("--input", "input_uri", required=True, help="Input prefix (folder or s3:// prefix).")
+@click.option("--run-id", default=None, help="Defaults to local-<UTC timestamp>.")
+@click.option("--reprocess", is_flag=True)
+@click.option("--stages", "stage_list", default=None, help="Comma-separated subset of stages.")
+@click.option("--force", is_flag=True)
 @click.option("--mlflow", "log_mlflow", is_flag=True, help="Log the run to MLflow afterwards (config.mlflow).")
 @config_opt
 @store_opt
@@ -209,7 +209,7 @@ def run(input_uri: str, run_id: str | None, reprocess: bool, stage_list: str | N
 
     cfg, st = _open(config_path, store)
     # Only an absent --run-id gets the default; an empty one is refused like any invalid id.
-    run_id = run_id if run_id is not None else datetime.now(timezone.utc).strftime("local-%Y%m%dT%H%M%S")
+    run_id = run_id if run_id is not None else datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S")
     validate_run_id(run_id)
     stages = stage_list.split(",") if stage_list else None
     result = run_pipeline(st, cfg, input_uri, run_id, stages=stages, reprocess=reprocess, force=force,
