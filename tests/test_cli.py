@@ -76,7 +76,10 @@ def test_run_goes_from_an_input_folder_to_committed_stages(capsys: pytest.Captur
     assert json.loads(out)["stages"]["ingest"]["committed"] == 1
 
 
-def test_long_work_shows_progress_bars(capsys: pytest.CaptureFixture[str], tmp_path: Path, small_inbox: Path) -> None:
+def test_long_work_shows_progress_bars(capsys: pytest.CaptureFixture[str], tmp_path: Path, small_inbox: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # One CPU: the videos are decoded in this process, where the per-video bar is drawn.
+    monkeypatch.setenv("GLAVE_CPUS", "1")
     store = str(tmp_path / "store")
     glave(capsys, "discover", "--input", str(small_inbox), "--run-id", "n1", "--store", store)
     code, out, err = glave(capsys, "stage", "ingest", "--run-id", "n1", "--shard", "0", "--store", store)

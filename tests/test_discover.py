@@ -12,7 +12,7 @@ from glave_tasks import stages
 from glave_tasks.config import GlaveConfig
 from glave_tasks.discover import discover, list_inputs
 from glave_tasks.errors import GlaveError
-from glave_tasks.keys import is_safe_key
+from glave_tasks.keys import InvalidRunId, is_safe_key
 from glave_tasks.layout import RunLayout
 from glave_tasks.local_run import run_pipeline
 from glave_tasks.store import ArtifactStore
@@ -124,12 +124,14 @@ def test_hostile_file_names_are_ingested_under_safe_keys(tmp_path: Path, ingest_
     hostile = ["..\\..\\évil ☃ name.mp4", "..mp4", "-x;rm -rf ~.mp4", ("long" * 60) + ".mp4", "tab\tand\nnewline.mp4"]
     for i, name in enumerate(hostile):
         synthetic.static_video(inbox / name, seconds=1.0 + 0.5 * i)
-    result = run_pipeline(store, config, str(inbox), "../../escape", show_progress=False)
+    with pytest.raises(InvalidRunId):  # a run id is never a path
+        run_pipeline(store, config, str(inbox), "../../escape", show_progress=False)
+    result = run_pipeline(store, config, str(inbox), "night-1", show_progress=False)
     assert result["num_videos"] == len(hostile) and not result["failed"]
-    assert sorted(r["file_name"] for r in videos(store, "../../escape")) == sorted(hostile)
+    assert sorted(r["file_name"] for r in videos(store, "night-1")) == sorted(hostile)
     keys = store.list("")
     assert keys and all(is_safe_key(k) and k.split("/")[0] in ("runs", "index") for k in keys)
-    run_prefix = RunLayout("../../escape").prefix
+    run_prefix = RunLayout("night-1").prefix
     assert all(k.startswith(run_prefix + "/") for k in keys if k.startswith("runs/"))
     root = Path(config.store.root).resolve()
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and not (p.resolve().is_relative_to(root)
