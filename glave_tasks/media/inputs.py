@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from ..config import GlaveConfig
-from ..errors import VideoFailure
 from ..contract import VideoRef
+from ..errors import VideoFailure
 from ..store import filesystem_for, retrying
 from .probe import INPUT_CHANGED, MISSING_INPUT
 
