@@ -175,15 +175,15 @@ def model_server_stop(run_id: str, config_path: str | None, store: str | None, a
 @click.option("--port", type=int, default=None, help="Default: the Service port (8000).")
 @config_opt
 def model_server_serve(port: int | None, config_path: str | None) -> None:
-    """Resolve the weights (S3 included) and exec `vllm serve` in the foreground (the server pod)."""
+    """Resolve the weights (S3 included) and exec vLLM's OpenAI-compatible server (the server pod)."""
     import os
 
     from .language import model_server as ms
 
     cfg = load_config(config_path)
-    argv = ["vllm", "serve", *ms.serve_args(cfg, ms.model_source(cfg), host="0.0.0.0",
-                                             port=port or ms.SERVICE_PORT, device=ms.resolved_device(cfg))]
-    os.execvpe(argv[0], argv, ms.server_env(cfg))
+    argv = [sys.executable, "-m", ms.SERVER_MODULE, *ms.serve_args(
+        cfg, ms.model_source(cfg), host="0.0.0.0", port=port or ms.SERVICE_PORT, device=ms.resolved_device(cfg))]
+    os.execve(argv[0], argv, ms.server_env(cfg))
 
 
 def _format_outcome(o: dict[str, Any]) -> str:

