@@ -30,9 +30,9 @@ REGISTRY: dict[str, dict[str, str]] = {
         "sam2": "glave_tasks.vision.segmenters.sam2:Sam2Propagator",
     },
     "similarity": {
-        "layout": "glave_tasks.media.similarity:LayoutSimilarity",
-        "histogram": "glave_tasks.media.similarity:HistogramSimilarity",
-        "clip": "glave_tasks.media.similarity:ClipSimilarity",
+        "layout": "glave_tasks.media.similarity.layout:LayoutSimilarity",
+        "histogram": "glave_tasks.media.similarity.histogram:HistogramSimilarity",
+        "clip": "glave_tasks.media.similarity.clip:ClipSimilarity",
     },
     "engine": {
         "rules": "glave_tasks.language.engines.rules:RulesEngine",
@@ -46,7 +46,8 @@ REGISTRY: dict[str, dict[str, str]] = {
 
 class Backend:
     """What a backend class declares about itself. ``config`` is what its constructor gets
-    (detector: ``DetectorConfig``, segmenter: ``TrackConfig``, engine: ``EngineConfig``)."""
+    (detector: ``DetectorConfig``, segmenter: ``TrackConfig``, engine: ``EngineConfig``,
+    similarity: ``IngestConfig``)."""
 
     @classmethod
     def model_ids(cls, config: Any) -> dict[str, str]:

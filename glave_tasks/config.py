@@ -45,6 +45,7 @@ def _registered(kind: str) -> AfterValidator:
 DetectorBackend = Annotated[str, _registered("detector")]
 SegmenterBackend = Annotated[str, _registered("segmenter")]
 EngineBackend = Annotated[str, _registered("engine")]
+SimilarityBackend = Annotated[str, _registered("similarity")]
 
 
 class Section(BaseModel):
@@ -91,7 +92,7 @@ class IngestConfig(Section):
     dense_interval_s: float = Field(0.5, gt=0)
     # layout: weightless, calibrated to behave like the method's CLIP rule at the same threshold;
     # clip: the method's rule itself (needs clip_model_path); histogram: colour only, for comparison.
-    similarity_backend: Literal["layout", "histogram", "clip"] = "layout"
+    similarity_backend: SimilarityBackend = "layout"
     # Keep a candidate when its similarity to the last keyframe drops below this.
     similarity_threshold: float = Field(0.93, gt=0, le=1)
     clip_model_path: str | None = None

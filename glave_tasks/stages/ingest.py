@@ -28,14 +28,13 @@ class IngestStage(Stage):
     _backend: Any = None
 
     def resources(self) -> Resources:
-        return Resources(cpu="2", memory="4Gi", gpus=0, ephemeral_storage="20Gi")
+        ing = self.config.ingest
+        return Resources(cpu="2", memory="4Gi", gpus=0, ephemeral_storage="20Gi").union(
+            backends.resources("similarity", ing.similarity_backend, ing))
 
     def model_ids(self) -> dict[str, str]:
         ing = self.config.ingest
-        if ing.similarity_backend == "clip":
-            return {"similarity": f"clip:{ing.clip_model_path}"}
-        # Weightless backends name their descriptor (and its version) in a class attribute.
-        return {"similarity": str(backends.load("similarity", ing.similarity_backend).model_id)}
+        return backends.model_ids("similarity", ing.similarity_backend, ing)
 
     def setup(self) -> None:
         if self._backend is None:

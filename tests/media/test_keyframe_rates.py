@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from glave_tasks.media.scan import ScanResult, scan_video
-from glave_tasks.media.similarity import HistogramSimilarity, LayoutSimilarity
+from glave_tasks.media.similarity.histogram import HistogramSimilarity
+from glave_tasks.media.similarity.layout import LayoutSimilarity
 from tests.support import BIG_BUCK_BUNNY, make_config
 from tests.support.edited_footage import MONTAGE, SHORT_FILM, STILL, VLOG, source_frames, write_edit
 

@@ -10,7 +10,7 @@ import pytest
 from glave_tasks.config import IngestConfig
 from glave_tasks.media.keyframes import Candidate, KeyframeSelector
 from glave_tasks.media.scan import scan_video
-from glave_tasks.media.similarity import LayoutSimilarity
+from glave_tasks.media.similarity.layout import LayoutSimilarity
 from tests.support import synthetic
 
 

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from glave_tasks.media.similarity import HistogramSimilarity, LayoutSimilarity, cosine
+from glave_tasks.media.similarity import cosine
+from glave_tasks.media.similarity.histogram import HistogramSimilarity
+from glave_tasks.media.similarity.layout import LayoutSimilarity
 from tests.support.edited_footage import source_frames
 from tests.support.tiny_clip import save_tiny_clip
 
@@ -73,7 +75,7 @@ def test_clip_backend_compares_the_vision_tower_cls_token(tmp_path: Path, bunny:
     import torch
     from transformers import CLIPImageProcessor, CLIPModel
 
-    from glave_tasks.media.similarity import ClipSimilarity
+    from glave_tasks.media.similarity.clip import ClipSimilarity
 
     backend = ClipSimilarity(model_dir, str(model_dir))
     images = [bunny[0], bunny[60], bunny[120]]

@@ -179,7 +179,8 @@ def test_bad_inputs_are_rejected_with_reason_codes_and_good_videos_commit(
 
 def test_long_videos_are_truncated_to_the_cap_and_too_large_ones_rejected(inbox: Path, tmp_path: Path) -> None:
     from glave_tasks.media.scan import scan_video
-    from glave_tasks.media.similarity import HistogramSimilarity, LayoutSimilarity
+    from glave_tasks.media.similarity.histogram import HistogramSimilarity
+    from glave_tasks.media.similarity.layout import LayoutSimilarity
 
     put = lambda data, i: f"k{i}"  # noqa: E731 - images are not the point here
     # The method truncates at its cap (180 s by default) instead of rejecting the video.
@@ -208,7 +209,7 @@ def test_each_video_is_decoded_once_and_every_frame_reaches_the_cut_detector(
     monkeypatch.setattr(scan.av, "open", lambda path, *a, **k: (opened.append(path), real_open(path, *a, **k))[1])
     monkeypatch.setattr(ContentDetector, "process_frame",
                         lambda self, tc, img: (fed.append(tc.frame_num), real_process(self, tc, img))[1])
-    from glave_tasks.media.similarity import HistogramSimilarity
+    from glave_tasks.media.similarity.histogram import HistogramSimilarity
 
     result = scan.scan_video(inbox / "two_shot.mp4", make_config(tmp_path).ingest, HistogramSimilarity(), lambda d, i: "k")
     assert opened == [str(inbox / "two_shot.mp4")]
@@ -217,7 +218,7 @@ def test_each_video_is_decoded_once_and_every_frame_reaches_the_cut_detector(
 
 def test_keyframes_compare_with_the_last_keyframe_not_the_previous_candidate() -> None:
     from glave_tasks.media.keyframes import Candidate, KeyframeSelector
-    from glave_tasks.media.similarity import HistogramSimilarity
+    from glave_tasks.media.similarity.histogram import HistogramSimilarity
 
     rng = np.random.default_rng(0)
 
@@ -263,7 +264,7 @@ def test_ingest_reads_inputs_from_and_writes_to_either_store(
 
 def test_clip_similarity_backend_loads_weights_from_a_folder_or_s3(
         inbox: Path, tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:
-    from glave_tasks.media.similarity import ClipSimilarity
+    from glave_tasks.media.similarity.clip import ClipSimilarity
 
     model_dir = save_tiny_clip(tmp_path / "tiny-clip")
     # The same weights served from S3: downloaded once into the local cache, then loaded.
@@ -322,7 +323,7 @@ def test_the_pass_streams_frames_instead_of_holding_the_video(tmp_path: Path) ->
 import re
 from glave_tasks.config import load_config
 from glave_tasks.media.scan import scan_video
-from glave_tasks.media.similarity import HistogramSimilarity
+from glave_tasks.media.similarity.histogram import HistogramSimilarity
 def status(field):
     return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 cfg = load_config(environ={{}}).ingest
@@ -341,7 +342,7 @@ print(result.frames_decoded, status("VmHWM") - before)
 
 def test_candidates_are_a_subset_of_dense_samples_for_any_intervals(inbox: Path, tmp_path: Path) -> None:
     from glave_tasks.media.scan import candidate_stride, scan_video
-    from glave_tasks.media.similarity import HistogramSimilarity
+    from glave_tasks.media.similarity.histogram import HistogramSimilarity
 
     # 1.2 s is rounded to the nearest multiple of the 0.5 s dense interval: every 1.0 s.
     cfg = make_config(tmp_path, candidate_interval_s=1.2, similarity_threshold=1.0).ingest
@@ -364,7 +365,7 @@ def test_a_stream_without_declared_duration_is_truncated_at_the_cap(tmp_path: Pa
     import av
 
     from glave_tasks.media.scan import scan_video
-    from glave_tasks.media.similarity import HistogramSimilarity
+    from glave_tasks.media.similarity.histogram import HistogramSimilarity
 
     # A raw H.264 stream declares no duration: only decoding finds out how long it is.
     path = tmp_path / "raw.h264"
@@ -385,7 +386,7 @@ def test_a_stream_without_declared_duration_is_truncated_at_the_cap(tmp_path: Pa
 
 def test_an_all_black_video_is_rejected_as_blank(tmp_path: Path) -> None:
     from glave_tasks.media.scan import scan_video
-    from glave_tasks.media.similarity import HistogramSimilarity
+    from glave_tasks.media.similarity.histogram import HistogramSimilarity
 
     synthetic.write_video(tmp_path / "black.mp4", [], blank_s=3.0)
     with pytest.raises(VideoFailure) as err:
