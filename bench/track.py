@@ -203,7 +203,7 @@ def growth(values: list[int], shots: list[int]) -> tuple[float, float]:
 
 def report(results: list[Result]) -> None:
     def row(label: str, fn: Any) -> None:
-        print(f"{label:<44}" + "".join(f"{fn(r):>18}" for r in results))
+        print(f"{label:<44}" + "".join(f"{fn(r):>22}" for r in results))
 
     def mean(values: list[int]) -> float:
         return sum(values) / len(values) if values else 0.0
