@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml requirements/main.lock
 	$(VENV)/bin/pip install $(PIP) -U pip setuptools wheel
 	$(VENV)/bin/pip install $(PIP) -c requirements/main.lock torch==2.13.0
 	SAM2_BUILD_CUDA=0 $(VENV)/bin/pip install $(PIP) --no-build-isolation -c requirements/main.lock sam2==1.1.0
-	$(VENV)/bin/pip install $(PIP) -c requirements/main.lock -e '.[media,vision,quality,orchestration,test]'
+	$(VENV)/bin/pip install $(PIP) -c requirements/main.lock -e '.[media,vision,clip,quality,orchestration,test]'
 	touch $@
 
 # LLM environment: vLLM (CPU build here, CUDA build in the LLM image) beside glave_tasks, as in
