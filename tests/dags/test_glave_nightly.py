@@ -43,7 +43,9 @@ def _probe(tmp_path: Path, **env: str) -> dict:
 def test_dag_parses_fast_without_heavy_libraries(tmp_path: Path, executor: str) -> None:
     result = _probe(tmp_path, GLAVE__ORCHESTRATION__EXECUTOR=executor)
     assert result["heavy"] == [], f"parsing the DAG imported {result['heavy']}"
-    assert result["parse_s"] < 1.0, f"DAG file took {result['parse_s']:.2f}s to parse"
+    # About 0.5 s on an idle 2-core machine; the bound leaves room for a loaded CI host while still
+    # failing when parsing pulls in a model library (torch alone takes ~4 s to import).
+    assert result["parse_s"] < 3.0, f"DAG file took {result['parse_s']:.2f}s to parse"
     assert "discover" in result["tasks"] and "publish" in result["tasks"]
 
 
