@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import GlaveError, LeaseHeld, LeaseLost, StoreError
+from .host import pid_alive
 from .keys import join_key, safe_segment
 from .layout import RunLayout, shard_name
 from .store import ArtifactStore
@@ -50,16 +51,6 @@ def _now() -> float:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Lease:
@@ -94,7 +85,7 @@ class Lease:
         if float(current.get("expires_at") or 0) < _now():
             return "expired"
         if current.get("host") == self.host and isinstance(current.get("pid"), int) and \
-                current["pid"] != self.pid and not _pid_alive(current["pid"]):
+                current["pid"] != self.pid and not pid_alive(current["pid"]):
             return "holder process gone"
         return None
 

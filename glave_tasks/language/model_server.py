@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import EngineConfig, GlaveConfig
 from ..errors import ConfigError
+from ..host import pid_alive
 from ..keys import join_key
 from ..layout import RunLayout
 from .types import EngineError
@@ -159,7 +160,7 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str) -> dict[
     if not server_needed(config):
         raise ConfigError("no model server needed: the engine is not vllm with model_server.mode per_run")
     existing = read_record(store, run_id)
-    if existing and not existing.get("stopped_at") and _alive(existing.get("pid")) and _healthy(existing["url"]):
+    if existing and not existing.get("stopped_at") and pid_alive(existing.get("pid")) and _healthy(existing["url"]):
         log.info("model server of run %s already up at %s", run_id, existing["url"])
         return existing
     ms = config.model_server
@@ -202,7 +203,7 @@ def stop_local(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
         return None
     if record.get("kind") == "local" and not record.get("stopped_at"):
         pid = record.get("pid")
-        if isinstance(pid, int) and _alive(pid) and _is_server(pid):
+        if isinstance(pid, int) and pid_alive(pid) and _is_server(pid):
             _stop_group(pid)
         record["stopped_at"] = datetime.now(UTC).isoformat()
         store.write_json(record_key(run_id), record)
@@ -257,18 +258,6 @@ def _tail(path: Path | None, lines: int = 15) -> str:
     return " | ".join(text) + f" (log: {path})"
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_server(pid: int) -> bool:
     """The pid still belongs to a vLLM server (pids are reused after a reboot or a long night)."""
     try:
@@ -288,7 +277,7 @@ def _stop_group(pid: int, grace_s: float = 30.0) -> None:
             os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
         except ChildProcessError:
             pass
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.2)
     try:
