@@ -105,6 +105,32 @@ def _run_one(cls: type[Stage], config: GlaveConfig, method: str, vctx: VideoCont
     return result, vctx.errors, vctx.metrics
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool initializer: the worker exits when the stage process is gone. Workers are children of
+    the forkserver, so a stage process killed with SIGKILL would otherwise leave them blocked on
+    their call queue for good."""
+    import threading
+    import time
+
+    from .host import pid_alive
+
+    def watch() -> None:
+        while pid_alive(parent_pid):
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="glave-parent-watch", daemon=True).start()
+
+
+def video_pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool of per-video work (forkserver workers that end with this process)."""
+    import multiprocessing
+
+    # forkserver: workers do not inherit this process's threads (OpenCV, BLAS, a progress bar).
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
 def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[str, tuple[Any, ...]]],
                workers: int | None = None) -> list[Any]:
     """``stage.<method>(video_ctx, *args)`` for each ``(video_id, args)``, in item order."""
@@ -118,10 +144,7 @@ def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[s
                 result = getattr(stage, method)(ctx, *args)
             results.append(result)
         return results
-    import multiprocessing
-
-    # forkserver: workers do not inherit this process's threads (OpenCV, BLAS, a progress bar).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+    with video_pool(workers) as pool:
         futures = [pool.submit(_run_one, type(stage), stage.config, method,
                                VideoContext(ctx.store, stage.config, ctx.run_id, ctx.shard, ctx.stage, vid), args)
                    for vid, args in items]

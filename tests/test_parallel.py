@@ -68,3 +68,42 @@ def test_workers_follow_the_pod_request_and_the_cores(monkeypatch) -> None:  # t
     assert cpu_workers(Resources(cpu="64", gpus=1)) == 1
     monkeypatch.setenv("GLAVE_CPUS", "1")
     assert cpu_workers(Resources(cpu="64")) == 1
+
+
+KILLED_PARENT = """
+import time
+from glave_tasks.parallel import video_pool
+
+pool = video_pool(2)
+busy = [pool.submit(time.sleep, 600) for _ in range(2)]  # both workers started and working
+time.sleep(2)
+for pid in pool._processes:
+    print(pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_pool_workers_end_when_the_stage_process_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from glave_tasks.host import pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_PARENT], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    workers = [int(proc.stdout.readline()) for _ in range(2)]
+    assert all(pid_alive(w) for w in workers)
+    os.kill(proc.pid, signal.SIGKILL)  # what an OOM kill or kill -9 of a stage does
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while any(pid_alive(w) and not _zombie(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [w for w in workers if pid_alive(w) and not _zombie(w)], "pool workers outlived their stage"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
