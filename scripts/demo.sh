@@ -11,7 +11,7 @@ export GLAVE_CONFIG="$root/var/demo/glave.yaml"
 
 mkdir -p var/input var/demo var/airflow
 cp -n tests/data/bigbuckbunny.mp4 var/input/ 2>/dev/null || true
-[ -f var/input/two_shot.mp4 ] || .venv/bin/python -c "from tests import synthetic; synthetic.two_shot_video('var/input/two_shot.mp4')"
+[ -f var/input/two_shot.mp4 ] || .venv/bin/python -c "from tests.support import synthetic; synthetic.two_shot_video('var/input/two_shot.mp4')"
 
 cat > "$GLAVE_CONFIG" <<YAML
 store:
