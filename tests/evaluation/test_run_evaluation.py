@@ -48,15 +48,18 @@ def fixture_judge(store: ArtifactStore, run_id: str) -> Callable[[dict[str, Any]
     """A scripted judge (not a model): the correct letter when the caption in the prompt is the
     question's own video caption, E otherwise. Answers come from the run's own QA."""
     source = from_run(store, run_id)
-    own: dict[tuple[str, str], str] = {}
+    # Keyed by the options too: a templated question asked of two scenes has its options in
+    # another order (letters are shuffled per video, scene and question).
+    own: dict[tuple[str, str, tuple[str, ...]], str] = {}
     for q in from_records(source.records.values()).questions:
-        own[(source.caption(q.video_id), q.question)] = q.answer
+        own[(source.caption(q.video_id), q.question, tuple(q.options))] = q.answer
 
     def respond(body: dict[str, Any], n: int) -> tuple[int, Any]:
         text = body["messages"][0]["content"][-1]["text"]
         caption = text.split('"""\n', 1)[1].split('\n"""', 1)[0]
         question = re.search(r"^Question: (.*)$", text, re.M).group(1)  # type: ignore[union-attr]
-        letter = own.get((caption, question), "E")
+        options = tuple(line for line in text.splitlines() if re.match(r"^[A-D]\. ", line))
+        letter = own.get((caption, question, options), "E")
         return 200, completion(json.dumps({"reason": "fixture", "answer": letter}), model="fixture-judge")
 
     return respond
