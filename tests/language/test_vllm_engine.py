@@ -84,19 +84,32 @@ def test_caption_stage_batches_by_dependency_level_and_records_provenance(scenar
     st = scenario["stages"]
     batches = st["caption_batches"]
     # twoshot: 5 keyframes (2 s apart over 10 s); static: 2; single: 1 -> 8 keyframes, 3 videos.
-    assert batches[0] == ["overview"] * 3
-    assert sorted(set(batches[1])) == ["attention", "differential"]
-    assert batches[1].count("attention") == 8 and batches[1].count("differential") == 5
-    assert batches[2] == ["merge"] * 5
-    assert len(batches) == 3
+    # At 4 images a prompt, twoshot's overview is written in two parts (keyframes 0-3, 4) and
+    # joined by a text-only request: every keyframe is seen. A random model sometimes ends an
+    # answer at once (empty): that request alone is re-sent in a batch of its own level.
+    levels = [{"overview"}, {"overview_merge"}, {"attention", "differential"}, {"merge"}]
+    firsts, level = [], -1
+    for batch in batches:
+        if level + 1 < len(levels) and set(batch) <= levels[level + 1]:
+            level += 1
+            firsts.append(batch)
+        else:
+            assert set(batch) <= levels[level], f"batch {batch} out of dependency order"
+    assert len(firsts) == len(levels), "one batch per level, in order"
+    assert firsts[0] == ["overview"] * 4 and firsts[1] == ["overview_merge"]
+    assert firsts[2].count("attention") == 8 and firsts[2].count("differential") == 5
+    assert firsts[3] == ["merge"] * 5
     assert st["caption"]["videos_failed"] == 0
     store: ArtifactStore = scenario["store"]
     rows = store.read_table(RunLayout(RUN).table("caption", 0, "local_captions")).to_pylist()
-    generated = [r for r in rows if not (r["stream"] == "different" and r["keyframe_index"] == 0)]
+    # Keyframe 0 has the attention stream only; its "different" and "merged" entries repeat it
+    # (the reference record's shape) and cost no tokens of their own.
+    generated = [r for r in rows if not (r["stream"] in ("different", "merged") and r["keyframe_index"] == 0)]
     assert all(r["generator"] == "vllm" and r["model_id"] == "tiny-qwen2-vl" for r in rows)
     assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 and r["prompt_version"] for r in generated)
     overviews = store.read_table(RunLayout(RUN).table("caption", 0, "overviews")).to_pylist()
-    assert {r["prompt_version"] for r in overviews} == {"overview@1"}
+    assert {r["prompt_version"] for r in overviews} <= {"overview@2", "overview_merge@1"}
+    assert "overview@2" in {r["prompt_version"] for r in overviews}
 
 
 def test_bridge_stage_splits_scenes_under_schema_and_captions_scenes_in_rounds(scenario: dict[str, Any]) -> None:
