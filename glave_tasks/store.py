@@ -416,49 +416,42 @@ def _version_tag(path: str, info: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-def _atomic_local_write(target: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def _temp_beside(target: Path, data: bytes | None = None) -> Iterator[str]:
+    """A temporary file in ``target``'s folder (named so listings skip it), holding ``data`` when
+    given; removed on exit unless it was renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         # mkstemp makes 0600 files; published artifacts follow the umask like any other file.
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
+            if data is not None:
+                fh.write(data)
+        yield tmp
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _atomic_local_write(target: Path, data: bytes) -> None:
+    with _temp_beside(target, data) as tmp:
+        os.replace(tmp, target)
 
 
 def _atomic_local_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Same temp naming as write_bytes, so listings never show a half-copied file.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.close(fd)
-    try:
+    with _temp_beside(target) as tmp:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _local_create_exclusive(target: Path, data: bytes) -> bool:
     """Create ``target`` with ``data`` unless it exists: complete content or nothing (link(2))."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+    with _temp_beside(target, data) as tmp:
         try:
             os.link(tmp, target)
         except FileExistsError:
             return False
         return True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
