@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ...backends import Backend
@@ -29,6 +28,7 @@ class HistogramSimilarity(Backend):
         return cls()
 
     def embed(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+        import cv2  # lazy: pods ask this class for its resources at DAG parse time
         rows = []
         for img in images_rgb:
             hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)

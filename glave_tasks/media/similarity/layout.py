@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ...backends import Backend
@@ -38,6 +37,7 @@ class LayoutSimilarity(Backend):
         return np.stack([self._describe(img) for img in images_rgb]).astype(np.float32)
 
     def _describe(self, img: np.ndarray) -> np.ndarray:
+        import cv2  # lazy: pods ask this class for its resources at DAG parse time
         small = cv2.resize(img, self.analysis_size, interpolation=cv2.INTER_AREA)
         gray = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), self.blur_sigma)
         magnitude = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3))
