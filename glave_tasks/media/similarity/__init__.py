@@ -32,9 +32,11 @@ CLIPModel or a CLIPVisionModel) and its image processor.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from ...backends import Backend
 
 
 class SimilarityBackend(Protocol):
@@ -49,3 +51,17 @@ class SimilarityBackend(Protocol):
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Similarity of two features from ``embed`` (rows are L2-normalised)."""
     return float(np.clip(np.dot(a, b), -1.0, 1.0))
+
+
+class WeightlessSimilarity(Backend):
+    """A descriptor computed by code alone: its id (with its version) is its model id."""
+
+    model_id: str
+
+    @classmethod
+    def model_ids(cls, config: Any) -> dict[str, str]:
+        return {"similarity": cls.model_id}
+
+    @classmethod
+    def from_config(cls, config: Any) -> WeightlessSimilarity:
+        return cls()

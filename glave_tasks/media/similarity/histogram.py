@@ -3,29 +3,18 @@ are, so keyframes collapse on ordinary footage)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ...backends import Backend
-from ...config import GlaveConfig
+from . import WeightlessSimilarity
 
 
-class HistogramSimilarity(Backend):
+class HistogramSimilarity(WeightlessSimilarity):
     """HSV histogram correlation. Pearson correlation of two histograms is the cosine of the
     mean-centred, normalised histograms, so features are centred here and ``cosine`` applies."""
 
     model_id = "hsv-histogram-16x8x8"
     batch_size = 1
     bins = (16, 8, 8)
-
-    @classmethod
-    def model_ids(cls, config: Any) -> dict[str, str]:
-        return {"similarity": cls.model_id}  # the descriptor and its version: no weights
-
-    @classmethod
-    def from_config(cls, config: GlaveConfig) -> HistogramSimilarity:
-        return cls()
 
     def embed(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         import cv2  # lazy: pods ask this class for its resources at DAG parse time

@@ -3,15 +3,12 @@ method's CLIP rule at the same threshold (calibration in the package docstring).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ...backends import Backend
-from ...config import GlaveConfig
+from . import WeightlessSimilarity
 
 
-class LayoutSimilarity(Backend):
+class LayoutSimilarity(WeightlessSimilarity):
     """Gradient and colour layout on a coarse grid (see the module docstring for the calibration).
 
     Frames are first brought to one analysis size (448x252, aspect not kept: only frames of the
@@ -24,14 +21,6 @@ class LayoutSimilarity(Backend):
     edge_grid = (8, 5)
     colour_grid = (16, 9)
     gradient_weight = 0.5
-
-    @classmethod
-    def model_ids(cls, config: Any) -> dict[str, str]:
-        return {"similarity": cls.model_id}  # the descriptor and its version: no weights
-
-    @classmethod
-    def from_config(cls, config: GlaveConfig) -> LayoutSimilarity:
-        return cls()
 
     def embed(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         return np.stack([self._describe(img) for img in images_rgb]).astype(np.float32)
