@@ -82,6 +82,9 @@ class Stage(ABC):
     outputs: ClassVar[tuple[str, ...]] = ()  # tables written, names from schemas.TABLES
     config_sections: ClassVar[tuple[str, ...]] = ("run",)  # config that changes the output
     timeout_min: ClassVar[int] = 60  # one shard's execution timeout (orchestration.stage_timeout_min overrides)
+    # Per-video work goes through parallel.map_videos (a process pool) and the shard-level work
+    # around it is light: on one machine a run processes this stage's shards side by side.
+    videos_in_pool: ClassVar[bool] = False
 
     def __init__(self, config: GlaveConfig) -> None:
         self.config = config

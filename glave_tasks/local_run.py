@@ -2,16 +2,20 @@
 the report and the gated publish step.
 
 A failed shard is reported and the other shards go on; later stages skip that shard because its
-upstream is not committed.
+upstream is not committed. The run shares one worker pool: a stage whose per-video work runs in it
+processes its shards side by side, so many small shards cost what one large shard does.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .config import GlaveConfig
+from .contract import Stage
 from .discover import discover
 from .errors import GlaveError, InfrastructureError
+from .parallel import run_pool, runs_shards_side_by_side
 from .runner import StageOutcome, run_stage
 from .stages import available, build_stage
 from .store import ArtifactStore
@@ -35,22 +39,15 @@ def run_pipeline(
     aborted: str | None = None
     server = _ModelServer(store, config, run_id, names if manifest["shards"] else [])
     try:
-        for name in names:
-            if aborted:
-                break
-            stage = build_stage(name, server.config_for(name))
-            for shard in manifest["shards"]:
-                try:
-                    outcomes.append(run_stage(stage, store, run_id, shard, force=force, show_progress=show_progress))
-                except InfrastructureError as exc:
-                    # The store (or a lease) failed, not a shard: every later step would fail the same
-                    # way after its own retries. Stop here; a re-run resumes from the commits.
-                    failed.append({"stage": name, "shard": shard, "error": str(exc)})
-                    aborted = str(exc)
+        with run_pool():
+            for name in names:
+                stage = build_stage(name, server.config_for(name))
+                done, errors, aborted = _run_shards(stage, store, run_id, manifest["shards"], force, show_progress)
+                outcomes += done
+                failed += errors
+                server.after(name)
+                if aborted:
                     break
-                except GlaveError as exc:
-                    failed.append({"stage": name, "shard": shard, "error": str(exc)})
-            server.after(name)
     finally:
         server.stop()  # even when a stage raised
     result: dict[str, Any] = {
@@ -77,6 +74,38 @@ def run_pipeline(
         except GlaveError as exc:
             result["publish_blocked"] = str(exc)
     return result
+
+
+def _run_shards(stage: Stage, store: ArtifactStore, run_id: str, shards: list[int], force: bool,
+                show_progress: bool) -> tuple[list[StageOutcome], list[dict[str, Any]], str | None]:
+    """One stage over the run's shards: side by side when its videos go to the run's pool, else
+    one after another. Outcomes and failures in shard order; an infrastructure error stops the
+    shards not yet started (every later step would fail the same way after its own retries; a
+    re-run resumes from the commits)."""
+    outcomes: list[StageOutcome] = []
+    failed: list[dict[str, Any]] = []
+    aborted: list[str] = []
+
+    def one(shard: int) -> StageOutcome | None:
+        if aborted:
+            return None
+        try:
+            return run_stage(stage, store, run_id, shard, force=force, show_progress=show_progress)
+        except InfrastructureError as exc:
+            aborted.append(str(exc))
+            failed.append({"stage": stage.name, "shard": shard, "error": str(exc)})
+        except GlaveError as exc:
+            failed.append({"stage": stage.name, "shard": shard, "error": str(exc)})
+        return None
+
+    if runs_shards_side_by_side(stage) and len(shards) > 1:
+        with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix=f"glave-{stage.name}") as threads:
+            results = list(threads.map(one, shards))
+    else:
+        results = [one(shard) for shard in shards]
+    outcomes = [r for r in results if r is not None]
+    failed.sort(key=lambda f: f["shard"])
+    return outcomes, failed, aborted[0] if aborted else None
 
 
 class _ModelServer:

@@ -14,12 +14,19 @@ The pool has as many processes as the stage may use CPUs: the pod's CPU request
 (``GLAVE_CPUS``, set on every pod from the stage's declared resources) or, on one machine, the
 stage's declared ``cpu``, never more than the cores this process may run on. One worker (or one
 video) runs inline, in this process, with no pool at all. GPU stages are not parallelised here.
+
+On one machine a whole run shares one pool (:func:`run_pool`): the shards of a stage then run side
+by side (:func:`runs_shards_side_by_side`), each sending its videos to that pool, so a run of many
+small shards keeps every core busy and starts its workers once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,25 +138,77 @@ def video_pool(workers: int) -> ProcessPoolExecutor:
                                initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
+class RunPool:
+    """The process pool a run shares across its shards and stages (see :func:`run_pool`)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ProcessPoolExecutor:
+        """The live pool; a pool broken by a dead worker is replaced (its shard already failed)."""
+        with self._lock:
+            if self._pool is None or getattr(self._pool, "_broken", False):
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = video_pool(self.workers)
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+
+_RUN_POOL: RunPool | None = None
+
+
+@contextlib.contextmanager
+def run_pool(workers: int | None = None) -> Iterator[RunPool]:
+    """One worker pool for everything this process runs inside the block (``glave run``)."""
+    global _RUN_POOL
+    if workers is None:
+        workers = cpu_workers(Resources(cpu=str(os.cpu_count() or 1)))
+    previous, _RUN_POOL = _RUN_POOL, RunPool(workers)
+    try:
+        yield _RUN_POOL
+    finally:
+        _RUN_POOL.close()
+        _RUN_POOL = previous
+
+
+def runs_shards_side_by_side(stage: Stage) -> bool:
+    """Whether a run may process this stage's shards at once: its per-video work goes to the
+    run's pool (and its shard-level work is light), and a pool is there to take it."""
+    return _RUN_POOL is not None and _RUN_POOL.workers > 1 and stage.videos_in_pool and \
+        cpu_workers(stage.resources()) > 1
+
+
 def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[str, tuple[Any, ...]]],
                workers: int | None = None) -> list[Any]:
     """``stage.<method>(video_ctx, *args)`` for each ``(video_id, args)``, in item order."""
     workers = cpu_workers(stage.resources()) if workers is None else workers
-    workers = min(workers, len(items))
+    shared = _RUN_POOL if _RUN_POOL is not None and _RUN_POOL.workers > 1 and workers > 1 else None
+    if shared is None:
+        workers = min(workers, len(items))
     results: list[Any] = []
-    if workers <= 1:
+    if shared is None and workers <= 1:
         for vid, args in ctx.progress(items, "videos", total=len(items)):
             result = None
             with ctx.guard(vid):
                 result = getattr(stage, method)(ctx, *args)
             results.append(result)
         return results
-    with video_pool(workers) as pool:
+    with contextlib.ExitStack() as stack:
+        # A run's pool is shared (other shards may be using it now); otherwise this call's own.
+        pool = shared.get() if shared is not None else stack.enter_context(video_pool(workers))
         futures = [pool.submit(_run_one, type(stage), stage.config, method,
                                VideoContext(ctx.store, stage.config, ctx.run_id, ctx.shard, ctx.stage, vid), args)
                    for vid, args in items]
         for future in ctx.progress(futures, "videos", total=len(futures)):
-            result, errors, metrics = future.result()
+            result, errors, metrics = future.result()  # a dead worker: BrokenProcessPool fails the shard
             for e in errors:
                 ctx.fail(e["video_id"], e["reason"], e["detail"])
             for name, value in metrics.items():

@@ -10,7 +10,7 @@ from typing import Any
 
 from glave_tasks.contract import Resources, ShardContext, Stage
 from glave_tasks.errors import VideoFailure
-from glave_tasks.parallel import cpu_workers, map_videos
+from glave_tasks.parallel import cpu_workers, map_videos, run_pool, runs_shards_side_by_side
 from glave_tasks.store import ArtifactStore
 from tests.support import make_config
 
@@ -58,6 +58,37 @@ def test_one_worker_runs_inline(tmp_path: Path) -> None:
     results = map_videos(ctx, stage, "work", [("a", ("a", 0.0)), ("bad", ("bad", 0.0))], workers=1)
     assert results[0]["pid"] == os.getpid() and results[1] is None
     assert ctx.failed_ids == {"bad"}
+
+
+def test_a_run_pool_takes_one_video_shards_and_outlives_each_call(tmp_path: Path) -> None:
+    ctx, stage = _ctx(tmp_path)
+    with run_pool(2) as pool:
+        first = map_videos(ctx, stage, "work", [("a", ("a", 0.0))])
+        second = map_videos(ctx, stage, "work", [("b", ("b", 0.0)), ("bad", ("bad", 0.0))])
+        workers = set(pool.get()._processes or ())
+    # One video still goes to the pool (other shards may be feeding it), and the same workers
+    # serve every call: each built its stage once.
+    assert first[0]["pid"] != os.getpid() and second[0]["pid"] != os.getpid()
+    assert {r["pid"] for r in first + second if r} <= workers
+    assert second[1] is None and ctx.failed_ids == {"bad"}
+
+
+def test_shards_run_side_by_side_only_for_pooled_stages_inside_a_run_pool(tmp_path: Path) -> None:
+    ctx, stage = _ctx(tmp_path)
+    assert not runs_shards_side_by_side(stage)  # no run pool: a pod, one shard per process
+    with run_pool(2):
+        assert not runs_shards_side_by_side(stage)  # its shard-level work is not declared light
+        type(stage).videos_in_pool = True
+        try:
+            assert runs_shards_side_by_side(stage)
+        finally:
+            del type(stage).videos_in_pool
+    with run_pool(1):
+        type(stage).videos_in_pool = True
+        try:
+            assert not runs_shards_side_by_side(stage)  # one core: nothing to gain
+        finally:
+            del type(stage).videos_in_pool
 
 
 def test_workers_follow_the_pod_request_and_the_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
