@@ -192,7 +192,8 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str) -> dict[
         "engine_starts": int((existing or {}).get("engine_starts", 0)) + 1,
     }
     store.write_json(record_key(run_id), record)
-    log.info("model server %s ready at %s in %.1f s", record["model"], record["url"], record["startup_s"])
+    log.info("model server %s ready at %s in %.1f s (engine starts this run: %d)", record["model"], record["url"],
+             record["startup_s"], record["engine_starts"])
     return record
 
 
