@@ -171,6 +171,15 @@ QA = pa.schema([
     *PROVENANCE,
 ])
 
+# Sentence-embedding vectors the QA stage computed for the texts later checks compare (questions,
+# answers, options, caption sentences), so validate does not embed them again.
+EMBEDDINGS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("text_hash", pa.string(), nullable=False),  # quality.embeddings.text_hash of the text
+    pa.field("model", pa.string(), nullable=False),  # embedding model id (qa.embedding_model, judge's)
+    pa.field("vector", pa.list_(pa.float32()), nullable=False),  # unit vector
+])
+
 CHECKS = pa.schema([
     pa.field("check", pa.string(), nullable=False),
     pa.field("table", pa.string(), nullable=False),
@@ -197,6 +206,7 @@ TABLES: dict[str, pa.Schema] = {
     "scenes": SCENES,
     "video_captions": VIDEO_CAPTIONS,
     "qa": QA,
+    "embeddings": EMBEDDINGS,
     "checks": CHECKS,
 }
 

@@ -50,6 +50,11 @@ def caption_units(caption: str) -> list[str]:
     return lexicon.sentences(caption) or ([caption] if caption.strip() else [])
 
 
+def judge_texts(caption: str, question: str, options: Sequence[str]) -> list[str]:
+    """Every text :func:`score_many` embeds for one question: caption sentences, option claims."""
+    return [*caption_units(caption), *statements(question, options)]
+
+
 @dataclass(frozen=True)
 class OptionScores:
     scores: tuple[float, ...]  # per option: cosine with its best-matching caption sentence

@@ -56,6 +56,22 @@ def sample(questions: Sequence[Question], size: int, seed: int) -> list[Question
     return sorted(random.Random(seed).sample(ordered, size), key=lambda q: (q.video_id, q.question_id))
 
 
+def embedding_texts(records: Sequence[Record], config: GlaveConfig) -> dict[str, dict[str, list[str]]]:
+    """Per video, per embedding model: what the embedded judge of the gate embeds for any of the
+    records' questions (nothing when the gate is off or its judge is an LLM)."""
+    gate = config.evaluate.gate
+    if not gate.enabled or gate.judge.backend != "embedded":
+        return {}
+    from .embedded import judge_texts
+
+    captions = {r.video_id: c if isinstance(c := r.data.get("caption"), str) else "" for r in records}
+    out: dict[str, list[str]] = defaultdict(list)
+    for q in from_records(records).questions:
+        if captions.get(q.video_id, "").strip():
+            out[q.video_id] += judge_texts(captions[q.video_id], q.question, q.options)
+    return {vid: {gate.judge.embedding_model: list(dict.fromkeys(texts))} for vid, texts in out.items()}
+
+
 def self_consistency(records: Sequence[Record], config: GlaveConfig, engine: Any = None) -> GateOutcome:
     """Judge a sample of the records' own QA from their own captions; the check and its counts."""
     gate = config.evaluate.gate

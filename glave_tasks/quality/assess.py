@@ -50,6 +50,21 @@ def stats_of(frames: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
+def embedding_texts(records: list[Record], config: GlaveConfig) -> dict[str, dict[str, list[str]]]:
+    """Per video, per embedding model: every text the checks of :func:`assess` and the validate
+    stage's self-consistency gate embed for it (the QA stage stores their vectors)."""
+    from ..evaluation.gate import embedding_texts as gate_texts
+
+    out: dict[str, dict[str, list[str]]] = {}
+    model = config.qa.embedding_model
+    for vid, texts in semantic.embedding_texts(record_frames(records)).items():
+        out.setdefault(vid, {}).setdefault(model, []).extend(texts)
+    for vid, per_model in gate_texts(records, config).items():
+        for m, texts in per_model.items():
+            out.setdefault(vid, {}).setdefault(m, []).extend(texts)
+    return {vid: {m: list(dict.fromkeys(t)) for m, t in per_model.items()} for vid, per_model in out.items()}
+
+
 def assess(records: list[Record], config: GlaveConfig, *, tables: dict[str, pa.Table] | None = None,
            track_ids: dict[str, set[int]] | None = None, labels: dict[str, set[str]] | None = None,
            docs_dir: str | Path | None = None) -> Assessment:

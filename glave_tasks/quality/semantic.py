@@ -15,22 +15,17 @@ from .results import CheckResult
 from .thresholds import CheckSpec
 
 _NORM = re.compile(r"[^a-z0-9 ]+")
+OVERLAP_FLOOR = 0.5  # answerability: share of answer words in the caption that settles it without embeddings
 
 
 def norm(text: Any) -> str:
     return " ".join(_NORM.sub(" ", str(text or "").lower()).split())
 
 
-def option_agreement(qa: list[dict[str, Any]], model: str, floor: float = 0.5) -> tuple[list[bool | None], list[str]]:
-    """Per QA: True when the option at the answer letter is the one closest to the Answer text.
-
-    None where the QA is too malformed to judge (other checks report that). An exact textual match
-    decides without embeddings; otherwise the letter's option must be the most similar option and
-    at least ``floor`` similar.
-    """
+def _option_pending(qa: list[dict[str, Any]]) -> tuple[list[bool | None], list[int]]:
+    """Verdicts decided by an exact textual match, and the QA left for embeddings."""
     verdicts: list[bool | None] = [None] * len(qa)
     pending: list[int] = []
-    notes: list[str] = []
     for i, q in enumerate(qa):
         opts, letter = q["options"], q["answer_choice"]
         if len(opts) != 4 or letter not in schemas.ANSWER_LETTERS or not q["answer"]:
@@ -41,11 +36,25 @@ def option_agreement(qa: list[dict[str, Any]], model: str, floor: float = 0.5) -
             verdicts[i] = texts[schemas.ANSWER_LETTERS.index(letter)] == answer
         else:
             pending.append(i)
+    return verdicts, pending
+
+
+def _option_texts(q: dict[str, Any]) -> list[str]:
+    """The answer, then its four options: what option agreement embeds for one QA."""
+    return [str(q["answer"]), *(option_text(o) for o in q["options"])]
+
+
+def option_agreement(qa: list[dict[str, Any]], model: str, floor: float = 0.5) -> tuple[list[bool | None], list[str]]:
+    """Per QA: True when the option at the answer letter is the one closest to the Answer text.
+
+    None where the QA is too malformed to judge (other checks report that). An exact textual match
+    decides without embeddings; otherwise the letter's option must be the most similar option and
+    at least ``floor`` similar.
+    """
+    verdicts, pending = _option_pending(qa)
+    notes: list[str] = []
     if pending:
-        flat = []
-        for i in pending:
-            flat.append(str(qa[i]["answer"]))
-            flat.extend(option_text(o) for o in qa[i]["options"])
+        flat = [t for i in pending for t in _option_texts(qa[i])]
         vecs = embeddings.encode(flat, model).reshape(len(pending), 5, -1)
         for k, i in enumerate(pending):
             sims = vecs[k, 1:] @ vecs[k, 0]
@@ -57,11 +66,9 @@ def option_agreement(qa: list[dict[str, Any]], model: str, floor: float = 0.5) -
     return verdicts, notes
 
 
-def answerability(qa: list[dict[str, Any]], sources: dict[tuple[str, str], str], model: str,
-                  sim_floor: float = 0.35, overlap_floor: float = 0.5) -> tuple[list[bool | None], list[str]]:
-    """Per QA: is the answer supported by the caption it came from (scene caption, or the video
-    caption for general QA)? Supported when most answer words occur in the caption, or when the
-    question+answer is semantically close to one of the caption's sentences."""
+def _answerability_pending(qa: list[dict[str, Any]], sources: dict[tuple[str, str], str],
+                           overlap_floor: float) -> tuple[list[bool | None], list[tuple[int, list[str]]]]:
+    """Verdicts decided by word overlap, and (QA, caption sentences) left for embeddings."""
     verdicts: list[bool | None] = [None] * len(qa)
     pairs: list[tuple[int, list[str]]] = []
     for i, q in enumerate(qa):
@@ -74,17 +81,27 @@ def answerability(qa: list[dict[str, Any]], sources: dict[tuple[str, str], str],
             verdicts[i] = True
             continue
         pairs.append((i, lexicon.sentences(caption) or [caption]))
+    return verdicts, pairs
+
+
+def _claim(q: dict[str, Any]) -> str:
+    return f"{q['question']} {q['answer']}"
+
+
+def answerability(qa: list[dict[str, Any]], sources: dict[tuple[str, str], str], model: str,
+                  sim_floor: float = 0.35, overlap_floor: float = OVERLAP_FLOOR) -> tuple[list[bool | None], list[str]]:
+    """Per QA: is the answer supported by the caption it came from (scene caption, or the video
+    caption for general QA)? Supported when most answer words occur in the caption, or when the
+    question+answer is semantically close to one of the caption's sentences. Every distinct text
+    (a caption's sentences recur for each of its QA) is embedded once."""
+    verdicts, pairs = _answerability_pending(qa, sources, overlap_floor)
     if pairs:
-        texts = []
-        for i, sents in pairs:
-            texts.append(f"{qa[i]['question']} {qa[i]['answer']}")
-            texts.extend(sents)
+        texts = list(dict.fromkeys(t for i, sents in pairs for t in (_claim(qa[i]), *sents)))
+        index = {t: k for k, t in enumerate(texts)}
         vecs = embeddings.encode(texts, model)
-        pos = 0
         for i, sents in pairs:
-            sims = vecs[pos + 1: pos + 1 + len(sents)] @ vecs[pos]
+            sims = vecs[[index[s] for s in sents]] @ vecs[index[_claim(qa[i])]]
             verdicts[i] = bool(float(sims.max()) >= sim_floor)
-            pos += 1 + len(sents)
     notes = [f"{qa[i]['qa_uid']}: {str(qa[i]['question'])[:80]!r}" for i, v in enumerate(verdicts) if v is False][:5]
     return verdicts, notes
 
@@ -179,6 +196,29 @@ def motion_detail(captions: list[dict[str, Any]]) -> tuple[float | None, str]:
     return lopsided / judged, f"mean action share {sum(shares) / judged:.2f} over {judged} merged captions"
 
 
+def caption_sources(captions: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(video, QA scope) -> the caption its QA are answered from: scene caption, or video caption."""
+    sources = {(c["video_id"], f"scene{c['index']}"): c["text"] for c in captions if c["kind"] == "scene" and c["text"]}
+    sources.update({(c["video_id"], "general"): c["text"] for c in captions if c["kind"] == "caption" and c["text"]})
+    return sources
+
+
+def embedding_texts(frames: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """Per video, every text :func:`run` embeds for it (what the ``embeddings`` table stores)."""
+    qa = frames["qa"]
+    out: dict[str, list[str]] = defaultdict(list)
+    _, pending = _option_pending(qa)
+    for i in pending:
+        out[qa[i]["video_id"]] += _option_texts(qa[i])
+    _, pairs = _answerability_pending(qa, caption_sources(frames["captions"]), OVERLAP_FLOOR)
+    for i, sents in pairs:
+        out[qa[i]["video_id"]] += [_claim(qa[i]), *sents]
+    for q in qa:
+        if q["question"]:
+            out[q["video_id"]].append(str(q["question"]))
+    return {vid: list(dict.fromkeys(texts)) for vid, texts in out.items()}
+
+
 def run(frames: dict[str, list[dict[str, Any]]], specs: dict[str, CheckSpec], *, model: str,
         near_threshold: float, track_ids: dict[str, set[int]] | None = None,
         labels: dict[str, set[str]] | None = None) -> list[CheckResult]:
@@ -188,9 +228,7 @@ def run(frames: dict[str, list[dict[str, Any]]], specs: dict[str, CheckSpec], *,
     judged = [v for v in verdicts if v is not None]
     out.append(CheckResult.of(specs["qa.option_matches_answer"], (judged.count(False) / len(judged)) if judged else None,
                               f"{judged.count(False)}/{len(judged)} disagree; " + "; ".join(notes)))
-    sources = {(c["video_id"], f"scene{c['index']}"): c["text"] for c in captions if c["kind"] == "scene" and c["text"]}
-    sources.update({(c["video_id"], "general"): c["text"] for c in captions if c["kind"] == "caption" and c["text"]})
-    verdicts, notes = answerability(qa, sources, model)
+    verdicts, notes = answerability(qa, caption_sources(captions), model)
     judged = [v for v in verdicts if v is not None]
     out.append(CheckResult.of(specs["qa.answerable"], (judged.count(False) / len(judged)) if judged else None,
                               f"{judged.count(False)}/{len(judged)} not supported; " + "; ".join(notes)))

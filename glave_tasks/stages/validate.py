@@ -1,7 +1,8 @@
 """Validate stage: every table the shard produced, judged by Great Expectations suites and the
 model-based checks of :mod:`glave_tasks.quality`; results go to the ``checks`` table (critical
 failures block publish). Its Great Expectations suites and results are among its files (the report
-builds the run's Data Docs from them).
+builds the run's Data Docs from them). The sentence embeddings its checks compare come from the
+QA stage's ``embeddings`` table; only a text missing there is embedded here.
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ class ValidateStage(Stage):
 
         from .. import schemas
         from ..quality.assess import assess
+        from ..quality.embeddings import seed_from_table
         from ..run_records import build_records, tracker_facts
         from . import table_owners
 
         tables: dict[str, pa.Table] = {}
         for name, stage in table_owners().items():
-            if stage in self.needs:
+            # The embeddings table is a store of vectors for the checks, not data they judge.
+            if stage in self.needs and name != "embeddings":
                 tables[name] = ctx.read(stage, name)
+        embedded = ctx.layout.table("qa", ctx.shard, "embeddings")
+        if ctx.store.exists(embedded):  # shards written before the table existed: encode everything
+            seed_from_table(ctx.read("qa", "embeddings", ["text_hash", "model", "vector"]))
         ids = pa.array([v.video_id for v in ctx.videos], pa.string())
         videos = ctx.store.read_table(ctx.layout.videos_table, schemas.VIDEOS)
         tables["videos"] = videos.filter(pc.is_in(videos["video_id"], value_set=ids))
