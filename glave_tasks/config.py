@@ -357,6 +357,9 @@ class OrchestrationConfig(Section):
     k8s: K8sConfig = Field(default_factory=K8sConfig)
     # Embedded default: the interpreter that runs each stage family (a venv per image).
     local_python: dict[str, str] = Field(default_factory=dict)
+    # Embedded default: start local commands by forking a warm launcher that has the heavy libraries
+    # imported (glave_tasks.launcher) rather than a fresh interpreter per task.
+    launcher: bool = True
     input_prefix: str = "var/inbox"
     # Airflow connection whose credentials reach local stage processes (pods use Secrets/IRSA).
     aws_conn_id: str | None = "aws_default"

@@ -74,7 +74,8 @@ def glave_task(config: GlaveConfig, *, task_id: str, family: str = "cpu", resour
                                 pod_labels={"glave.io/task": slug}, **params)
     from .local import GlaveLocalOperator
 
-    return GlaveLocalOperator(python=o.local_python.get(family), aws_conn_id=o.aws_conn_id, **params)
+    return GlaveLocalOperator(python=o.local_python.get(family), aws_conn_id=o.aws_conn_id, launcher=o.launcher,
+                              **params)
 
 
 def stage_task(config: GlaveConfig, name: str, **params: Any) -> GlaveOperator:

@@ -2,7 +2,9 @@
 
 The command line is the one a pod would run (same subcommand, same flags); only the result file
 path differs. Each stage family may use its own interpreter (``orchestration.local_python``), as
-each family has its own image in production.
+each family has its own image in production. Commands are forked from that interpreter's warm
+launcher (``glave_tasks.launcher``: heavy libraries imported once) unless ``launcher`` is off or
+no launcher can be started, in which case a fresh interpreter runs them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
+
+from glave_tasks.launcher import LaunchedCommand, LauncherUnavailable, launch
 
 from .glave_operator import GlaveOperator
 
@@ -33,16 +37,19 @@ class GlaveLocalOperator(GlaveOperator):
 
     :param python: the interpreter of the stage family's environment (default: this one).
     :param aws_conn_id: Airflow connection whose S3 credentials the command gets (None: none).
+    :param launcher: fork the command from the environment's warm launcher.
     :param kwargs: the command's parameters (:class:`GlaveOperator`) and Airflow's.
     """
 
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, python: str | None = None, aws_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, python: str | None = None, aws_conn_id: str | None = None, launcher: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.python = python
         self.aws_conn_id = aws_conn_id
-        self._proc: subprocess.Popen[str] | None = None
+        self.launcher = launcher
+        self._proc: subprocess.Popen[str] | LaunchedCommand | None = None
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -68,9 +75,7 @@ class GlaveLocalOperator(GlaveOperator):
             result_file = str(Path(tmp) / "result.json") if self.want_result else None
             argv = self.command().argv(result_file)
             self.log.info("running: %s", " ".join(argv))
-            full = glave_executable(self.python) + argv[1:]
-            self._proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                          env=self._environment(), start_new_session=True)
+            self._proc = self._start(argv, self._environment())
             assert self._proc.stdout is not None
             for line in self._proc.stdout:
                 self.log.info("%s", line.rstrip())
@@ -82,6 +87,15 @@ class GlaveLocalOperator(GlaveOperator):
                 return None
             with open(result_file) as fh:
                 return self.select_result(json.load(fh))
+
+    def _start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str] | LaunchedCommand:
+        if self.launcher:
+            try:
+                return launch(argv, env=env, python=self.python)
+            except LauncherUnavailable as exc:
+                self.log.warning("%s; starting a fresh interpreter", exc)
+        return subprocess.Popen(glave_executable(self.python) + argv[1:], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
 
     def on_kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -1,0 +1,318 @@
+"""Warm launcher: ``glave`` commands started by forking a process that has already imported the
+heavy libraries, instead of a fresh interpreter per command.
+
+On one machine every Airflow task is a ``glave`` command; a fresh interpreter spends seconds
+importing torch, Great Expectations, MLflow, OpenCV and PyAV before the stage does anything, and a
+run has a dozen such tasks per shard. The launcher is a small server on a Unix socket: it imports
+those libraries once, then for each request forks a child that becomes the command (its own
+session and process group, the caller's environment, working directory and arguments; its output
+goes to a pipe the caller handed over). The caller gets the child's pid at once and its exit status
+when it ends, so killing, timeouts and exit codes behave as for a subprocess. The launcher exits
+after ``idle_s`` seconds without a running or new command.
+
+Pods do not use it: a pod is one command. Only the local executor does (``orchestration.launcher``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+# Imported once by the launcher; each is optional (an environment may lack some, e.g. the LLM
+# image has no Great Expectations). Libraries that start threads or devices at import (vLLM,
+# CUDA) are not here: a forked child must not inherit them.
+PRELOAD = (
+    "numpy", "pyarrow", "pyarrow.parquet", "pyarrow.compute", "fsspec", "s3fs", "pydantic", "yaml", "click",
+    "av", "cv2", "scenedetect", "PIL.Image", "torch", "torchvision", "transformers", "sentence_transformers",
+    "ultralytics", "great_expectations", "mlflow", "openai", "jinja2",
+    "glave_tasks.cli", "glave_tasks.stages", "glave_tasks.runner", "glave_tasks.store",
+)
+_HEADER = struct.Struct("!I")  # length of the JSON request that follows
+_STATUS = struct.Struct("!i")  # the child's pid, then its exit code (negative: killed by that signal)
+
+
+# Settings libraries read when they are imported: a launcher serves only callers that agree on them.
+IMPORT_TIME_ENV = ("HF_", "YOLO_", "MLFLOW_", "TORCH", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS", "OMP_", "MKL_",
+                   "OPENBLAS_", "CUDA_", "LD_", "PYTHON", "GX_", "GE_", "OPENCV_", "VLLM_")
+
+
+def socket_path(python: str | None = None, env: dict[str, str] | None = None, runtime_dir: str | None = None) -> Path:
+    """One launcher per interpreter (a stage family's environment), code version and import-time
+    settings."""
+    from . import __version__
+
+    exe = os.path.realpath(python or sys.executable)
+    env = dict(os.environ) if env is None else env
+    settings = sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV))
+    stamp = json.dumps([exe, __version__, _code_stamp(), settings])
+    digest = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    base = Path(runtime_dir or env.get("GLAVE_LAUNCHER_DIR") or f"/tmp/glave-launcher-{os.getuid()}")
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return base / f"{digest}.sock"
+
+
+def _code_stamp() -> str:
+    # A launcher that imported older code must not serve newer commands (an edited checkout).
+    root = Path(__file__).resolve().parent
+    return str(max((p.stat().st_mtime_ns for p in root.rglob("*.py")), default=0))
+
+
+# -- server --------------------------------------------------------------------------------------
+def serve(path: Path, idle_s: float = 600.0, preload: Sequence[str] = PRELOAD) -> None:
+    """Import ``preload``, then fork a child per request until idle for ``idle_s`` seconds."""
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a missing optional library only costs its import later
+            log.info("launcher: not preloaded %s: %s", name, exc)
+    if path.exists():
+        path.unlink()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    os.chmod(path, 0o600)
+    server.listen(64)
+    server.settimeout(1.0)
+    Path(f"{path}.pid").write_text(str(os.getpid()))
+    running: set[int] = set()
+    lock = threading.Lock()
+    last_active = time.monotonic()
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                with lock:
+                    busy = bool(running)
+                if busy:
+                    last_active = time.monotonic()
+                elif time.monotonic() - last_active > idle_s:
+                    return
+                continue
+            last_active = time.monotonic()
+            try:
+                pid = _start(conn, server)
+            except Exception:  # noqa: BLE001 - a bad request fails that request, not the launcher
+                log.exception("launcher: request failed")
+                conn.close()
+                continue
+            with lock:
+                running.add(pid)
+            threading.Thread(target=_report_exit, args=(conn, pid, running, lock), daemon=True).start()
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _start(conn: socket.socket, server: socket.socket) -> int:
+    size = _HEADER.unpack(_recv_exact(conn, _HEADER.size))[0]
+    msg, fds, _, _ = socket.recv_fds(conn, size, 1)
+    while len(msg) < size:
+        msg += _recv_exact(conn, size - len(msg))
+    request = json.loads(msg)
+    if len(fds) != 1:
+        raise ValueError("a launch request carries exactly one output descriptor")
+    out_fd = fds[0]
+    pid = os.fork()
+    if pid == 0:  # the command
+        try:
+            server.close()
+            conn.close()
+            _become(request, out_fd)
+        finally:
+            os._exit(70)  # _become never returns; this is only reached if it raised
+    os.close(out_fd)
+    conn.sendall(_STATUS.pack(pid))
+    return pid
+
+
+def _become(request: dict[str, Any], out_fd: int) -> None:
+    os.setsid()  # its own process group: the caller signals the whole command tree
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.close(out_fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    argv = list(request["argv"])
+    sys.argv = argv
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    logging.root.handlers.clear()  # the launcher's handlers point at its own log
+    code = 0
+    try:
+        from .cli import main
+
+        code = main(argv[1:])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report like an interpreter would, then exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    os._exit(code)
+
+
+def _report_exit(conn: socket.socket, pid: int, running: set[int], lock: threading.Lock) -> None:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    with lock:
+        running.discard(pid)
+    with contextlib.suppress(OSError):
+        conn.sendall(_STATUS.pack(code))
+    conn.close()
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("launcher connection closed")
+        data += chunk
+    return data
+
+
+# -- client --------------------------------------------------------------------------------------
+class LauncherUnavailable(RuntimeError):
+    """No launcher could be reached or started: run the command as a plain subprocess."""
+
+
+@dataclass
+class LaunchedCommand:
+    """A command started by the launcher: like a ``Popen`` with ``pid``, ``stdout``, ``wait``."""
+
+    pid: int
+    stdout: IO[str]
+    _conn: socket.socket
+
+    def wait(self) -> int:
+        """The exit code (negative: the signal that killed it). A launcher that died while the
+        command ran leaves no status: the command is waited for by its output and reported as
+        failed (-1)."""
+        try:
+            return int(_STATUS.unpack(_recv_exact(self._conn, _STATUS.size))[0])
+        except (ConnectionError, OSError):
+            return -1
+        finally:
+            self._conn.close()
+            self.stdout.close()
+
+    def poll(self) -> int | None:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return -1
+        return None
+
+
+def launcher_pid(python: str | None = None, env: dict[str, str] | None = None) -> int | None:
+    """The pid of the launcher serving this environment, if one has started."""
+    try:
+        return int(Path(f"{socket_path(python, env)}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def launch(argv: Sequence[str], *, env: dict[str, str], cwd: str | None = None, python: str | None = None,
+           start_timeout_s: float = 180.0) -> LaunchedCommand:
+    """Run ``argv`` (``["glave", ...]``) through the launcher of ``python``'s environment,
+    starting the launcher first when none is listening."""
+    path = socket_path(python, env)
+    conn = _connect(path)
+    if conn is None:
+        with _start_lock(path):
+            conn = _connect(path)
+            if conn is None:
+                _spawn_server(path, python, env)
+                deadline = time.monotonic() + start_timeout_s
+                while conn is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    conn = _connect(path)
+        if conn is None:
+            raise LauncherUnavailable(f"no launcher at {path} after {start_timeout_s:.0f} s")
+    read_fd, write_fd = os.pipe()
+    try:
+        body = json.dumps({"argv": list(argv), "env": env, "cwd": cwd or os.getcwd()}).encode()
+        conn.sendall(_HEADER.pack(len(body)))
+        socket.send_fds(conn, [body], [write_fd])
+        pid = int(_STATUS.unpack(_recv_exact(conn, _STATUS.size))[0])
+    except (OSError, ConnectionError) as exc:
+        os.close(read_fd)
+        conn.close()
+        raise LauncherUnavailable(f"launcher at {path} did not start the command: {exc}") from exc
+    finally:
+        os.close(write_fd)
+    return LaunchedCommand(pid, os.fdopen(read_fd, "r", errors="replace"), conn)
+
+
+def _connect(path: Path) -> socket.socket | None:
+    if not path.exists():
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        return None
+    return conn
+
+
+@contextlib.contextmanager
+def _start_lock(path: Path) -> Iterator[None]:
+    with open(f"{path}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _spawn_server(path: Path, python: str | None, env: dict[str, str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a stale socket of a launcher that is gone
+    logfile = open(f"{path}.log", "ab")  # noqa: SIM115 - handed to the detached server
+    subprocess.Popen([python or sys.executable, "-m", "glave_tasks.launcher", str(path)], env=env,
+                     stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True,
+                     close_fds=True)
+    logfile.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.setLevel(logging.INFO)
+    idle = float(os.environ.get("GLAVE_LAUNCHER_IDLE_S", "600"))
+    serve(Path(args[0]), idle_s=idle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

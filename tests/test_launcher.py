@@ -1,0 +1,81 @@
+"""The warm launcher: ``glave`` commands forked from one process that imported the heavy
+libraries once, behaving like subprocesses (output, exit codes, environment, working directory,
+signals), and replaced when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from glave_tasks.host import pid_alive
+from glave_tasks.launcher import launch, launcher_pid
+from tests.support import synthetic
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    # The module's own launcher (its socket folder), gone when idle for 30 s.
+    return {**os.environ, "GLAVE_LAUNCHER_DIR": str(tmp_path_factory.mktemp("launcher")), "GLAVE_LAUNCHER_IDLE_S": "30"}
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, int]:
+    cmd = launch(argv, env=env, cwd=str(cwd) if cwd else None)
+    out = cmd.stdout.read()
+    return cmd.wait(), out, cmd.pid
+
+
+def test_commands_get_their_own_output_exit_code_environment_and_folder(env: dict[str, str], tmp_path: Path) -> None:
+    rc, out, _ = _run(["glave", "--help"], env)
+    assert rc == 0 and "GLaVE batch annotation" in out
+    first = launcher_pid(env=env)
+    assert first is not None and pid_alive(first)
+
+    # A user error: exit code 2 and its one-line message, through the same launcher. The store
+    # path is relative: it resolves in the caller's folder, and the environment is the caller's.
+    work = tmp_path / "work"
+    (work / "store").mkdir(parents=True)
+    rc, out, pid = _run(["glave", "status", "--run-id", "missing", "--store", "store"], {**env, "GLAVE__RUN__SHARD_SIZE": "x"}, work)
+    assert rc == 2 and "shard_size" in out, out  # the request's environment reached the config loader
+    rc, out, _ = _run(["glave", "status", "--run-id", "missing", "--store", "store"], env, work)
+    assert rc == 2 and f"has no manifest in {work / 'store'}" in out, out
+    assert launcher_pid(env=env) == first and pid != first
+
+
+def test_a_killed_command_reports_its_signal_and_the_launcher_stays(env: dict[str, str], tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    synthetic.long_video(inbox / "long.mp4", seconds=30.0, width=320, height=180)
+    argv = ["glave", "run", "--input", str(inbox), "--run-id", "r-kill", "--store", str(tmp_path / "store")]
+    cmd = launch(argv, env=env)
+    time.sleep(1.0)
+    os.killpg(cmd.pid, signal.SIGKILL)  # what the operator's on_kill and an OOM kill do
+    cmd.stdout.read()
+    assert cmd.wait() == -signal.SIGKILL
+    server = launcher_pid(env=env)
+    assert server is not None and pid_alive(server)
+
+
+def test_a_dead_launcher_is_replaced(env: dict[str, str]) -> None:
+    assert _run(["glave", "--help"], env)[0] == 0
+    old = launcher_pid(env=env)
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid_alive(old) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rc, out, _ = _run(["glave", "--help"], env)
+    assert rc == 0 and "GLaVE" in out
+    new = launcher_pid(env=env)
+    assert new is not None and new != old and pid_alive(new)
+    os.kill(new, signal.SIGTERM)
+
+
+def test_callers_that_differ_in_import_time_settings_get_different_launchers(env: dict[str, str]) -> None:
+    from glave_tasks.launcher import socket_path
+
+    assert socket_path(env=env) == socket_path(env={**env, "AIRFLOW_CTX_TASK_ID": "track"})
+    assert socket_path(env=env) != socket_path(env={**env, "HF_HUB_OFFLINE": "0" if env.get("HF_HUB_OFFLINE") == "1" else "1"})
