@@ -1,13 +1,14 @@
 """The whole default pipeline on real footage: video-seconds per wall-second, each stage's share,
 and one shard against one shard per video.
 
-    .venv/bin/python bench/pipeline.py [--videos 4] [--loops 16] [--shards-too] [--json out.json]
+    .venv/bin/python bench/pipeline.py [--videos 6] [--loops 16] [--shards-too] [--json out.json]
 
 Inputs: the bundled Big Buck Bunny clip (Blender Foundation, CC BY 3.0) looped ``--loops`` times and
 re-encoded at 640x360 (85 s for 16 loops), ``--videos`` copies with distinct bytes. Runs
 ``glave run`` (``run_pipeline``: discover, every stage per shard, report, publish) with the
 embedded default config (rules engine, classical tracker), once with every video in one shard and,
-with ``--shards-too``, once with one shard per video. Stage times are the commit markers'.
+with ``--shards-too``, once with one shard per video, each in a fresh process. A stage's time is
+its wall-clock span over the shards, from the commit markers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,25 +54,34 @@ def one_run(d: Path, name: str, shard_size: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = run_pipeline(store, config, str(d / "inbox"), name, show_progress=False)
     wall = time.perf_counter() - t0
-    stages: dict[str, float] = {}
-    for o in result["outcomes"]:
-        stages[o["stage"]] = stages.get(o["stage"], 0.0) + float(o["duration_s"] or 0.0)
+    # A stage's time is its wall-clock span over the shards (shards may run side by side).
+    spans: dict[str, list[float]] = {}
     video_s = 0.0  # from the ingest markers
-    ingest = [o for o in result["outcomes"] if o["stage"] == "ingest"]
-    for o in ingest:
-        marker = store.read_json(f"runs/{name}/ingest/shard-{o['shard']:05d}/_COMMIT.json")
-        video_s += marker["metrics"].get("video_seconds", 0.0)
+    for o in result["outcomes"]:
+        marker = store.read_json(f"runs/{name}/{o['stage']}/shard-{o['shard']:05d}/_COMMIT.json")
+        start = datetime.fromisoformat(marker["started_at"]).timestamp()
+        end = datetime.fromisoformat(marker["finished_at"]).timestamp()
+        span = spans.setdefault(o["stage"], [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+        if o["stage"] == "ingest":
+            video_s += marker["metrics"].get("video_seconds", 0.0)
+    stages = {stage: end - start for stage, (start, end) in spans.items()}
     return {"wall_s": wall, "video_s": video_s, "stages_s": stages, "shards": len(result["shards"]),
             "failed": result["failed"], "published": bool(result.get("published"))}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--videos", type=int, default=4)
+    ap.add_argument("--videos", type=int, default=6)
     ap.add_argument("--loops", type=int, default=16)
     ap.add_argument("--shards-too", action="store_true", help="also run with one shard per video")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--child", nargs=3, metavar=("DIR", "NAME", "SHARD_SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:  # one measured run, in a process of its own
+        d, name, size = args.child
+        print(json.dumps(one_run(Path(d), name, int(size))))
+        return 0
     ffmpeg = ffmpeg_exe()
     if ffmpeg is None:
         print("no ffmpeg: install the test extra (imageio-ffmpeg)", file=sys.stderr)
@@ -78,9 +89,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="glave-bench-") as tmp:
         d = Path(tmp)
         make_videos(ffmpeg, d, args.videos, args.loops)
-        runs = {"1 shard": one_run(d, "one-shard", args.videos)}
-        if args.shards_too:
-            runs[f"{args.videos} shards"] = one_run(d, "many-shards", 1)
+        # Each configuration in a fresh process: none inherits the other's imports or models.
+        plan = [("1 shard", "one-shard", args.videos)] + ([(f"{args.videos} shards", "many-shards", 1)] if args.shards_too else [])
+        runs = {}
+        for label, name, size in plan:
+            out = subprocess.run([sys.executable, __file__, "--child", str(d), name, str(size)], check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout
+            runs[label] = json.loads(out.strip().splitlines()[-1])
     for name, r in runs.items():
         total = sum(r["stages_s"].values())
         print(f"\n{name}: {r['video_s']:.0f} video-s in {r['wall_s']:.1f} s wall = "
