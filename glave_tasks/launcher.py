@@ -8,7 +8,7 @@ those libraries once, then for each request forks a child that becomes the comma
 session and process group, the caller's environment, working directory and arguments; its output
 goes to a pipe the caller handed over). The caller gets the child's pid at once and its exit status
 when it ends, so killing, timeouts and exit codes behave as for a subprocess. The launcher exits
-after ``idle_s`` seconds without a running or new command.
+after ``idle_s`` seconds without a running or new command (``GLAVE_LAUNCHER_IDLE_S``, 300).
 
 Pods do not use it: a pod is one command. Only the local executor does (``orchestration.launcher``).
 """
@@ -76,8 +76,10 @@ def _code_stamp() -> str:
 
 
 # -- server --------------------------------------------------------------------------------------
-def serve(path: Path, idle_s: float = 600.0, preload: Sequence[str] = PRELOAD) -> None:
-    """Import ``preload``, then fork a child per request until idle for ``idle_s`` seconds."""
+def serve(path: Path, idle_s: float = 300.0, preload: Sequence[str] = PRELOAD) -> None:
+    """Import ``preload``, then fork a child per request until idle for ``idle_s`` seconds, or
+    until the code it imported changed on disk (callers then start a launcher of their own)."""
+    stamp = _code_stamp()
     for name in preload:
         try:
             importlib.import_module(name)
@@ -103,7 +105,7 @@ def serve(path: Path, idle_s: float = 600.0, preload: Sequence[str] = PRELOAD) -
                     busy = bool(running)
                 if busy:
                     last_active = time.monotonic()
-                elif time.monotonic() - last_active > idle_s:
+                elif time.monotonic() - last_active > idle_s or _code_stamp() != stamp:
                     return
                 continue
             last_active = time.monotonic()
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
-    idle = float(os.environ.get("GLAVE_LAUNCHER_IDLE_S", "600"))
+    idle = float(os.environ.get("GLAVE_LAUNCHER_IDLE_S", "300"))
     serve(Path(args[0]), idle_s=idle)
     return 0
 
