@@ -68,9 +68,12 @@ def scan_video(
     backend: SimilarityBackend,
     put_image: PutImage,
     on_progress: Callable[[float], None] | None = None,
+    decode_threads: bool = True,
 ) -> ScanResult:
     """Run the ingest pass over one local video file. ``on_progress`` gets the seconds of video
-    decoded so far, about once per second of video."""
+    decoded so far, about once per second of video. ``decode_threads=False`` decodes on this
+    thread alone: right for a worker of a pool that already runs one process per core, where
+    frame threads only add their own overhead (about a fifth more decode CPU)."""
     P.ensure_readable(path)
     started = time.perf_counter()
     try:
@@ -80,13 +83,17 @@ def scan_video(
     with container:
         probe = P.probe_container(container, path, cfg)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads: decode is most of ingest's cost
+        if decode_threads:
+            stream.thread_type = "AUTO"  # frame + slice threads: decode is most of ingest's cost
         fps = probe.fps if probe.fps > 0 else 25.0
         out_w, out_h = fit_within(probe.width, probe.height, cfg.frame_max_side)
         ana_w, ana_h = analysis_size(probe.width, probe.height)
-        # One scaler per output size: the swscale context (and its threads) is built once per
-        # video, not per frame; frame.reformat() would rebuild it every call (~10x slower).
-        to_analysis, to_output = VideoReformatter(), VideoReformatter()
+        # Every frame is converted to BGR once at its own size (swscale's unscaled converter, far
+        # cheaper than its scaler) and shrunk for the cut detector with OpenCV, the way
+        # PySceneDetect prepares frames itself (cv2.resize, linear). Dense samples at the source
+        # size are that same array; larger sources are scaled for them alone. One reformatter
+        # per use: the swscale context is built once per video, not per frame.
+        to_bgr, to_output = VideoReformatter(), VideoReformatter()
         dense_grid = SampleGrid(cfg.dense_interval_s, fps)
         stride = candidate_stride(cfg)
         cuts = CutDetector(fps, cfg.cut_threshold, cfg.min_scene_len_frames)
@@ -112,7 +119,10 @@ def scan_video(
                 if on_progress is not None and int(t) != int(last_t):
                     on_progress(t)
                 last_t = t
-                small = to_analysis.reformat(frame, width=ana_w, height=ana_h, format="bgr24").to_ndarray()
+                full = to_bgr.reformat(frame, format="bgr24").to_ndarray()
+                src_size = (full.shape[1], full.shape[0])
+                small = full if src_size == (ana_w, ana_h) else cv2.resize(
+                    full, (ana_w, ana_h), interpolation=cv2.INTER_LINEAR)
                 cuts.process(frame_index, small)
                 blank = is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold)
                 if first_content is None and not blank:
@@ -123,8 +133,7 @@ def scan_video(
                 if not dense_grid.due(t):
                     continue
                 sample_index = len(dense)
-                bgr = to_output.reformat(frame, width=out_w, height=out_h, format="bgr24",
-                                         interpolation="AREA").to_ndarray()
+                bgr = full if src_size == (out_w, out_h) else _output_bgr(to_output, frame, out_w, out_h)
                 key = put_image(encode_jpeg(bgr, cfg.jpeg_quality), sample_index)
                 dense.append(DenseSample(sample_index, frame_index, round(t, 6), key))
                 if not blank:
@@ -168,8 +177,7 @@ def scan_video(
                 sample, tail_bgr = DenseSample(len(dense), tail_index, round(tail_t, 6), ""), None
             if selector.wants_tail(sample.timestamp_s, cfg.candidate_interval_s):
                 if tail_bgr is None:
-                    tail_bgr = to_output.reformat(tail_frame, width=out_w, height=out_h, format="bgr24",
-                                                  interpolation="AREA").to_ndarray()
+                    tail_bgr = _output_bgr(to_output, tail_frame, out_w, out_h)
                     sample.image_key = put_image(encode_jpeg(tail_bgr, cfg.jpeg_quality), sample.sample_index)
                     dense.append(sample)
                 selector.add_tail(Candidate(sample.sample_index, sample.frame_index, sample.timestamp_s,
@@ -187,6 +195,11 @@ def scan_video(
         dense=dense, keyframes=keyframes, cuts=mapped, shot_of_keyframe=shots,
         timings={"scan_s": time.perf_counter() - started}, truncated_at_s=truncated_at,
     )
+
+
+def _output_bgr(reformatter: VideoReformatter, frame: av.VideoFrame, width: int, height: int) -> Any:
+    """The frame as a BGR array at the output size (area-averaged when it shrinks)."""
+    return reformatter.reformat(frame, width=width, height=height, format="bgr24", interpolation="AREA").to_ndarray()
 
 
 def _frame_time(frame: av.VideoFrame, start_s: float, index: int, fps: float) -> float:

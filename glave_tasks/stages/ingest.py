@@ -66,11 +66,17 @@ class IngestStage(Stage):
         """One video's decode pass: its rows of each table (its frames are written as it goes)."""
         from ..media.inputs import local_input
         from ..media.scan import scan_video
+        from ..parallel import VideoContext, cpu_workers
 
         vid = video.video_id
+        # Decoder threads pay only where cores would idle otherwise: one video decoded inline on
+        # a stage with several CPUs. A pool worker shares the cores with one worker per core, and
+        # a one-CPU stage has no other core; there threads only add their own overhead.
+        threads = not isinstance(ctx, VideoContext) and cpu_workers(self.resources()) > 1
         with local_input(video, self.config) as path, _VideoProgress(ctx, video) as progress:
             result = scan_video(path, self.config.ingest, self._backend,
-                                lambda data, i: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"), on_progress=progress)
+                                lambda data, i: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"), on_progress=progress,
+                                decode_threads=threads)
         p = result.probe
         if result.truncated_at_s is not None:
             ctx.add_metric("videos_truncated", 1)
