@@ -180,10 +180,11 @@ def run_suites(plans: list[SuitePlan], docs_dir: str | Path | None = None) -> Su
     evaluated = 0
     for plan in plans:
         batch_def = source.add_dataframe_asset(plan.name).add_batch_definition_whole_dataframe("all")
-        suite = context.suites.add(gx.ExpectationSuite(name=plan.name))
         for exp in plan.expectations:
-            suite.add_expectation(exp)
             values.setdefault(exp.meta["check"], 0.0)
+        # The suite goes to the context's store whole: adding expectations one by one to a stored
+        # suite re-serialises it on every add.
+        suite = context.suites.add(gx.ExpectationSuite(name=plan.name, expectations=plan.expectations))
         if plan.frame.empty:
             continue  # nothing to judge; the checks stay at 0 (videos/QA counts catch absence)
         vd = context.validation_definitions.add(gx.ValidationDefinition(name=plan.name, data=batch_def, suite=suite))
