@@ -18,7 +18,7 @@ from glave_tasks.language.model_server import SERVICE_PORT, service_name
 from operators.model_server import server_manifests
 from operators.render import config_for, render_pods
 from tests.support import ROOT
-from tests.support.k8s_api import RecordingApiClient, allowed, granted, selects
+from tests.support.k8s_api import RecordingApiClient, allowed, granted, rbac_view, selects
 
 OVERLAYS = ["dev", "prod"]
 
@@ -197,3 +197,18 @@ def test_only_engine_stage_pods_reach_the_model_server_port(overlay: str) -> Non
     (target,) = rule["to"]
     assert selects(target["podSelector"], server_labels)
     assert not any(selects(target["podSelector"], labels) for labels in pods.values())
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), [
+    ("POST", "/apis/apps/v1/namespaces/g/deployments", ("apps", "deployments", "create", "g", None)),
+    ("PUT", "/apis/apps/v1/namespaces/g/deployments/d", ("apps", "deployments", "update", "g", "d")),
+    ("GET", "/apis/apps/v1/namespaces/g/deployments/d/status", ("apps", "deployments/status", "get", "g", "d")),
+    ("GET", "/api/v1/namespaces/g/pods?watch=true", ("", "pods", "watch", "g", None)),
+    ("GET", "/api/v1/namespaces/g/pods", ("", "pods", "list", "g", None)),
+    ("PATCH", "/api/v1/namespaces/g/services/s", ("", "services", "patch", "g", "s")),
+    ("DELETE", "/api/v1/namespaces/g/services/s", ("", "services", "delete", "g", "s")),
+    ("GET", "/api/v1/namespaces/g", ("", "namespaces", "get", None, "g")),
+])
+def test_requests_map_to_the_attributes_rbac_authorizes(method: str, path: str, expected: tuple[Any, ...]) -> None:
+    call = rbac_view(method, "https://kubernetes.invalid" + path)
+    assert (call.group, call.resource, call.verb, call.namespace, call.name) == expected

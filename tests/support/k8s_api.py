@@ -38,7 +38,7 @@ def rbac_view(method: str, url: str) -> ApiCall:
     else:
         raise ValueError(f"not a resource request: {url}")
     namespace = None
-    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
+    if len(rest) > 2 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
     resource, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
     method = method.upper()
