@@ -6,10 +6,10 @@ wall time side by side in one run.
 Inputs: the bundled Big Buck Bunny clip (Blender Foundation, CC BY 3.0) looped ``--loops`` times
 at 640x360 (42 s for 8 loops), ``--videos`` copies with distinct bytes, one shard.
 Routes, each on a fresh store, each a fresh process (so every route pays its own imports):
-  glave run        ``glave run`` (one process; discover, every stage, report, publish)
+  glave run        ``glave run --mlflow`` (one process; discover, every stage, report, publish, MLflow)
   airflow          ``glave_nightly`` through real Airflow (``scripts/dag_test.py``: ``dag.test()``,
                    SQLite metadata, every task a local ``glave`` command) with the warm launcher,
-                   started cold inside the measured time
+                   started cold inside the measured time (tasks run fresh until it is ready)
   airflow, fresh   the same with ``orchestration.launcher: false`` (a fresh interpreter per task)
 """
 
@@ -75,7 +75,8 @@ def main() -> int:
             env = {**base, "GLAVE_CONFIG": str(cfg), "AIRFLOW_HOME": str(d / name / "airflow"),
                    "GLAVE_LAUNCHER_DIR": str(d / name / "launcher")}  # a cold launcher, started in the timing
             if name == "run":
-                cmd = [str(BIN / "glave"), "run", "--input", str(d / "inbox"), "--run-id", "bench", "--json"]
+                # --mlflow: the same work as the DAG's mlflow_log task
+                cmd = [str(BIN / "glave"), "run", "--input", str(d / "inbox"), "--run-id", "bench", "--mlflow", "--json"]
             else:
                 subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

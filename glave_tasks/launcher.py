@@ -244,22 +244,26 @@ def launcher_pid(python: str | None = None, env: dict[str, str] | None = None) -
 
 
 def launch(argv: Sequence[str], *, env: dict[str, str], cwd: str | None = None, python: str | None = None,
-           start_timeout_s: float = 180.0) -> LaunchedCommand:
-    """Run ``argv`` (``["glave", ...]``) through the launcher of ``python``'s environment,
-    starting the launcher first when none is listening."""
+           wait_s: float = 0.0) -> LaunchedCommand:
+    """Run ``argv`` (``["glave", ...]``) through the launcher of ``python``'s environment.
+
+    When none is listening, one is started in the background and this raises
+    :class:`LauncherUnavailable` (after waiting up to ``wait_s`` for it): the caller runs this
+    command in a fresh interpreter, and later commands find the launcher warm.
+    """
     path = socket_path(python, env)
     conn = _connect(path)
     if conn is None:
         with _start_lock(path):
             conn = _connect(path)
-            if conn is None:
+            if conn is None and not _starting(path):
                 _spawn_server(path, python, env)
-                deadline = time.monotonic() + start_timeout_s
-                while conn is None and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    conn = _connect(path)
+        deadline = time.monotonic() + wait_s
+        while conn is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            conn = _connect(path)
         if conn is None:
-            raise LauncherUnavailable(f"no launcher at {path} after {start_timeout_s:.0f} s")
+            raise LauncherUnavailable(f"the launcher at {path} is still starting")
     read_fd, write_fd = os.pipe()
     try:
         body = json.dumps({"argv": list(argv), "env": env, "cwd": cwd or os.getcwd()}).encode()
@@ -273,6 +277,17 @@ def launch(argv: Sequence[str], *, env: dict[str, str], cwd: str | None = None, 
     finally:
         os.close(write_fd)
     return LaunchedCommand(pid, os.fdopen(read_fd, "r", errors="replace"), conn)
+
+
+def _starting(path: Path) -> bool:
+    """A launcher process for ``path`` is alive but not listening yet (importing)."""
+    try:
+        pid = int(Path(f"{path}.starting").read_text())
+    except (OSError, ValueError):
+        return False
+    from .host import pid_alive
+
+    return pid_alive(pid)
 
 
 def _connect(path: Path) -> socket.socket | None:
@@ -301,10 +316,11 @@ def _spawn_server(path: Path, python: str | None, env: dict[str, str]) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a stale socket of a launcher that is gone
     logfile = open(f"{path}.log", "ab")  # noqa: SIM115 - handed to the detached server
-    subprocess.Popen([python or sys.executable, "-m", "glave_tasks.launcher", str(path)], env=env,
-                     stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True,
-                     close_fds=True)
+    proc = subprocess.Popen([python or sys.executable, "-m", "glave_tasks.launcher", str(path)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True,
+                            close_fds=True)
     logfile.close()
+    Path(f"{path}.starting").write_text(str(proc.pid))
 
 
 def main(argv: list[str] | None = None) -> int:

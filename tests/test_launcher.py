@@ -23,7 +23,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, int]:
-    cmd = launch(argv, env=env, cwd=str(cwd) if cwd else None)
+    cmd = launch(argv, env=env, cwd=str(cwd) if cwd else None, wait_s=180)
     out = cmd.stdout.read()
     return cmd.wait(), out, cmd.pid
 
@@ -50,7 +50,7 @@ def test_a_killed_command_reports_its_signal_and_the_launcher_stays(env: dict[st
     inbox.mkdir()
     synthetic.long_video(inbox / "long.mp4", seconds=30.0, width=320, height=180)
     argv = ["glave", "run", "--input", str(inbox), "--run-id", "r-kill", "--store", str(tmp_path / "store")]
-    cmd = launch(argv, env=env)
+    cmd = launch(argv, env=env, wait_s=180)
     time.sleep(1.0)
     os.killpg(cmd.pid, signal.SIGKILL)  # what the operator's on_kill and an OOM kill do
     cmd.stdout.read()
@@ -72,6 +72,23 @@ def test_a_dead_launcher_is_replaced(env: dict[str, str]) -> None:
     new = launcher_pid(env=env)
     assert new is not None and new != old and pid_alive(new)
     os.kill(new, signal.SIGTERM)
+
+
+def test_the_first_caller_does_not_wait_for_a_launcher_to_warm_up(tmp_path: Path) -> None:
+    from glave_tasks.launcher import LauncherUnavailable
+
+    env = {**os.environ, "GLAVE_LAUNCHER_DIR": str(tmp_path / "cold"), "GLAVE_LAUNCHER_IDLE_S": "20"}
+    t0 = time.monotonic()
+    with pytest.raises(LauncherUnavailable, match="still starting"):
+        launch(["glave", "--help"], env=env)  # the caller runs this one itself
+    started = [p.read_text() for p in (tmp_path / "cold").glob("*.starting")]
+    with pytest.raises(LauncherUnavailable, match="still starting"):
+        launch(["glave", "--help"], env=env)  # a second caller meanwhile starts no second launcher
+    assert time.monotonic() - t0 < 5
+    assert len(started) == 1 and [p.read_text() for p in (tmp_path / "cold").glob("*.starting")] == started
+    rc, out, _ = _run(["glave", "--help"], env)
+    assert rc == 0 and "GLaVE" in out
+    assert launcher_pid(env=env) == int(started[0])
 
 
 def test_callers_that_differ_in_import_time_settings_get_different_launchers(env: dict[str, str]) -> None:
