@@ -1,7 +1,8 @@
-"""Track stage benchmark: detector + SAM 2 on real footage, per phase, old and new design.
+"""Track stage benchmark: detector + segmenter on real footage, per phase, old and new design.
 
-    .venv/bin/python bench/track.py                      # CPU: tiny random SAM 2.1, classical detector
-    .venv/bin/python bench/track.py --compare-old        # also the earlier reset-per-step design
+    .venv/bin/python bench/track.py                      # CPU default: classical detector + BYTETracker
+    .venv/bin/python bench/track.py --compare-old        # also the earlier detector/PNG settings, side by side
+    .venv/bin/python bench/track.py --segmenter sam2 [--compare-old]   # CPU: tiny random SAM 2.1
     python bench/track.py --device cuda --sam2 large --image-size 1024 --detector yolo \\
         --yolo-config yolov8x.yaml --objects 10 --frames 200 [--compile] [--compare-old]
 
@@ -9,6 +10,13 @@ Frames: the Big Buck Bunny clip (tests/data, 5.3 s, 1280x720) resized to ``--max
 640x360) and sampled every ``--interval`` s (0.5, the dense sample of the ingest stage). The clip
 is short, so its samples are looped until there are ``--frames`` of them; every loop starts a new
 shot (the jump back is a hard cut). ``--interval 0`` takes every decoded frame (132, one shot).
+
+CPU default (``--segmenter bytetrack``): the stage's own detector, tracker and Set-of-Mark
+renderer, one thread (each core of a 2-core pod runs one video). ``--compare-old`` repeats the run
+with the earlier settings, reached through the same parameters: HOG pyramid step 1.05 with
+OpenCV's grouping, background model at 640 px, PNG level 3 with adaptive filters. Printed: ms per
+frame of detect, segment (BYTETracker) and render (every sample marked, PNG-encoded), detections
+and tracks found, and the old/new ratio of each.
 
 Detections: ``classical`` runs the CPU expert (real detections on real footage). ``yolo`` runs
 ultralytics with random weights built from ``--yolo-config`` at ``--detector-size`` for the
@@ -101,6 +109,76 @@ class DriftingBoxes:
                 dets.append(Detection(box, 0.9 - 0.4 * k / max(self.count - 1, 1), "object"))
             out.append(dets)
         return out
+
+
+OLD_DETECTOR: dict[str, Any] = {"hog_scale": 1.05, "hog_group_threshold": 2, "motion_max_side": 640}
+OLD_PNG: dict[str, Any] = {"png_compression": 3, "png_filter_up": False}
+
+
+@dataclass
+class CpuResult:
+    design: str
+    frames: int
+    detect_s: float
+    segment_s: float
+    render_s: float
+    detections: dict[str, int]
+    tracks: int
+    object_frames: int
+    png_bytes: int
+
+
+def run_cpu_default(design: str, video: VideoFrames) -> CpuResult:
+    """The CPU default track stage's per-video work on ``video``: detect, track, mark every sample."""
+    from glave_tasks.vision.detectors.classical import ClassicalDetector
+    from glave_tasks.vision.segmenters.bytetrack import ByteTrackSegmenter
+
+    old = design.startswith("old")
+    cfg = TrackConfig()
+    cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update=OLD_DETECTOR if old else {})})
+    detector, segmenter = ClassicalDetector(cfg.detector), ByteTrackSegmenter(cfg)
+    segmenter.track(video, [[] for _ in range(len(video))])  # the tracker's import, not counted
+    t0 = time.perf_counter()
+    found = detector.detect(video)
+    t1 = time.perf_counter()
+    objects = segmenter.track(video, found)
+    t2 = time.perf_counter()
+    png = 0
+    for image, objs in zip(video.images, objects):
+        png += len(set_of_mark.render(image, {o.track_id: o.mask for o in objs}, **(OLD_PNG if old else {})).png)
+    t3 = time.perf_counter()
+    labels: dict[str, int] = {}
+    for dets in found:
+        for d in dets:
+            labels[d.label] = labels.get(d.label, 0) + 1
+    tracks = len({o.track_id for objs in objects for o in objs})
+    return CpuResult(design, len(video), t1 - t0, t2 - t1, t3 - t2, labels, tracks,
+                     sum(len(o) for o in objects), png)
+
+
+def report_cpu(results: list[CpuResult], interval: float) -> None:
+    def row(label: str, fn: Any, ratio: Any = None) -> None:
+        cells = "".join(f"{fn(r):>16}" for r in results)
+        if ratio is not None and len(results) == 2:
+            new, old = (ratio(r) for r in results)
+            cells += f"{old / new if new else float('nan'):>14.2f}x"
+        print(f"{label:<36}{cells}")
+
+    print()
+    row("design", lambda r: r.design)
+    if len(results) == 2:
+        print(f"{'':<36}{'':>32}{'old / new':>15}")
+    for phase in ("detect", "segment", "render"):
+        row(f"{phase} ms/frame", lambda r, p=phase: f"{getattr(r, p + '_s') / r.frames * 1e3:.1f}",
+            lambda r, p=phase: getattr(r, p + "_s"))
+    total = {r.design: r.detect_s + r.segment_s + r.render_s for r in results}
+    row("all phases ms/frame", lambda r: f"{total[r.design] / r.frames * 1e3:.1f}", lambda r: total[r.design])
+    row("video-seconds per core-second", lambda r: f"{r.frames * (interval or 1 / 25) / total[r.design]:.2f}")
+    for label in sorted({k for r in results for k in r.detections}):
+        row(f"detections '{label}'", lambda r, k=label: str(r.detections.get(k, 0)))
+    row("tracks (distinct IDs)", lambda r: str(r.tracks))
+    row("object-frames", lambda r: str(r.object_frames))
+    row("PNG KiB per marked frame", lambda r: f"{r.png_bytes / r.frames / 1024:.0f}")
 
 
 def build_detector(args: argparse.Namespace, work: Path) -> Any:
@@ -235,6 +313,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100, help="samples to track (the clip is looped to reach it)")
     ap.add_argument("--interval", type=float, default=0.5, help="sampling interval in s; 0: every decoded frame")
     ap.add_argument("--max-side", type=int, default=640)
+    ap.add_argument("--segmenter", choices=["bytetrack", "sam2"], default=None,
+                    help="bytetrack (the CPU default) or sam2 (cuda default)")
     ap.add_argument("--sam2", choices=sorted(SAM2_CONFIGS), default=None, help="tiny (CPU default) or large (cuda default)")
     ap.add_argument("--image-size", type=int, default=None, help="SAM 2 input size (256 on CPU, 1024 on cuda)")
     ap.add_argument("--detector", choices=["classical", "yolo"], default=None)
@@ -248,6 +328,15 @@ def main() -> None:
     ap.add_argument("--compare-old", action="store_true", help="also run the earlier reset-per-step design")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
+    if (args.segmenter or ("sam2" if cuda else "bytetrack")) == "bytetrack":
+        import cv2
+
+        cv2.setNumThreads(1)
+        print(f"CPU default: classical detector + BYTETracker, OpenCV {cv2.__version__}, one thread")
+        frames = real_frames(args, Path(tempfile.mkdtemp(prefix="glave-bench-track-")))
+        designs = ["new"] + (["old settings"] if args.compare_old else [])
+        report_cpu([run_cpu_default(d, frames) for d in designs], args.interval)
+        return
     args.sam2 = args.sam2 or ("large" if cuda else "tiny")
     args.image_size = args.image_size or (1024 if cuda else 256)
     args.detector = args.detector or ("yolo" if cuda else "classical")

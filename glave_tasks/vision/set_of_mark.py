@@ -64,6 +64,8 @@ def render(
     *,
     thickness: int = 2,
     min_object_px: int = 16,
+    png_compression: int = 1,
+    png_filter_up: bool = True,
 ) -> MarkedFrame:
     """Draw the Set-of-Mark prompt for ``masks`` (id -> bool HxW) on an RGB ``image``."""
     import cv2
@@ -96,7 +98,12 @@ def render(
         cv2.rectangle(canvas, (x0, y0), (x0 + tw + 4, y0 + th + base + 4), color[::-1], thickness=-1)
         ink = (0, 0, 0) if sum(c * w for c, w in zip(color, (0.299, 0.587, 0.114))) >= 128 else (255, 255, 255)
         cv2.putText(canvas, text, (x0 + 2, y0 + th + 2), font, font_scale, ink, font_thick, lineType=cv2.LINE_8)
-    ok, buf = cv2.imencode(".png", canvas, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    # zlib level 1 with the "up" row filter encodes a 640x360 frame about twice as fast as level 3
+    # with adaptive filters, for a file within a few percent of the size (the PNG stays lossless).
+    params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
+    if png_filter_up and hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    ok, buf = cv2.imencode(".png", canvas, params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return MarkedFrame(buf.tobytes(), boxes, sorted(boxes))

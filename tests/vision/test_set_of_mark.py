@@ -77,3 +77,12 @@ def test_masks_at_another_resolution_are_scaled_to_the_frame() -> None:
     mask = np.zeros((100, 200), bool)
     mask[10:40, 20:80] = True
     assert set_of_mark.render(image, {1: mask}).boxes[1] == {"x1": 40, "y1": 20, "x2": 160, "y2": 80}
+
+
+def test_fast_png_settings_keep_the_same_pixels() -> None:
+    """Level 1 with the 'up' filter is lossless: the picture equals the one of the earlier settings."""
+    image, masks = _scene()
+    fast = render(image, masks)
+    earlier = render(image, masks, png_compression=3, png_filter_up=False)
+    assert np.array_equal(_decode(fast.png), _decode(earlier.png))
+    assert fast.boxes == earlier.boxes

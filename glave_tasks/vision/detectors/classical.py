@@ -24,7 +24,6 @@ from ...contract import Resources
 from ..types import Detection, VideoFrames, box_mask
 
 MOTION_LABEL = "moving object"
-WORK_MAX_SIDE = 640  # detection runs at most at this size; boxes are scaled back
 HOG_MIN_WEIGHT = 0.5  # SVM margin below which HOG hits are mostly clutter
 
 
@@ -34,6 +33,15 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
+    if scale >= 1:
+        return image
+    size = (max(1, int(round(image.shape[1] * scale))), max(1, int(round(image.shape[0] * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 class ClassicalDetector(Backend):
@@ -73,20 +81,26 @@ class ClassicalDetector(Backend):
         import cv2
 
         height, width = images[0].shape[:2]
-        scale = min(1.0, WORK_MAX_SIDE / max(height, width))
-        size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
-        small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) if scale < 1 else im for im in images]
-        blurred = [cv2.GaussianBlur(im, (5, 5), 0) for im in small]
+        # Two working sizes: MOG2 needs only coarse blobs (its cost is per pixel, and its masks are
+        # scaled back), HOG needs its 64x128 window to fit people of a useful size.
+        motion_scale = min(1.0, self.config.motion_max_side / max(height, width))
+        hog_scale = min(1.0, self.config.hog_max_side / max(height, width))
+        small = [_resized(im, motion_scale) for im in images]
+        # Blur and opening/closing kernels: 5 px at up to 640 px wide, smaller when the background
+        # model works below that, so they cover the same share of the picture.
+        reduction = max(small[0].shape[:2]) / min(max(height, width), 640)
+        k = 2 * max(1, int(2.5 * reduction)) + 1
+        blurred = [cv2.GaussianBlur(im, (k, k), 0) for im in small]
         mog = cv2.createBackgroundSubtractorMOG2(history=max(len(images), 2), varThreshold=25, detectShadows=False)
         mog.setBackgroundRatio(0.6)
         if len(images) >= 3:  # fewer samples cannot tell motion from background
             for _ in range(2):
                 for im in blurred:
                     mog.apply(im, learningRate=1.0 / len(images))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-        min_side = self.min_object_px * scale
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        min_side = self.min_object_px * motion_scale
         results: list[list[Detection]] = []
-        for im, small_im in zip(blurred, small):
+        for im, image in zip(blurred, images):
             if len(images) >= 3:
                 fg = mog.apply(im, learningRate=0.0)
                 fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel)
@@ -94,8 +108,12 @@ class ClassicalDetector(Backend):
             else:
                 fg = np.zeros(im.shape[:2], np.uint8)
             blobs = self._blobs(fg, min_side)
-            people = self._people(small_im) if self.find_people else []
-            results.append(self._merge(people, blobs, fg > 0, scale, (height, width)))
+            people = []
+            if self.find_people:
+                # HOG boxes in motion-model coordinates, so both kinds of detection merge there.
+                people = [(tuple(c * motion_scale / hog_scale for c in box), score)
+                          for box, score in self._people(_resized(image, hog_scale))]
+            results.append(self._merge(people, blobs, fg > 0, motion_scale, (height, width)))
         return results
 
     def _blobs(self, fg: np.ndarray, min_side: float) -> list[tuple[tuple[float, ...], float, np.ndarray]]:
@@ -123,7 +141,8 @@ class ClassicalDetector(Backend):
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if min(gray.shape) < 128:
             return []
-        rects, weights = self.hog.detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        rects, weights = self.hog.detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=self.config.hog_scale,
+                                                  groupThreshold=self.config.hog_group_threshold)
         if len(rects) == 0:
             return []
         weights = np.asarray(weights, float).ravel()
