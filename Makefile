@@ -53,7 +53,7 @@ demo:
 
 bench:
 	$(VENV)/bin/python bench/ingest.py
-	$(VENV)/bin/python bench/track.py
+	$(VENV)/bin/python bench/track.py --compare-old
 	$(LLM_VENV)/bin/python bench/caption.py
 	$(LLM_VENV)/bin/python bench/evaluate.py
 
