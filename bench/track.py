@@ -13,8 +13,8 @@ shot (the jump back is a hard cut). ``--interval 0`` takes every decoded frame (
 
 CPU default (``--segmenter bytetrack``): the stage's own detector, tracker and Set-of-Mark
 renderer, one thread (each core of a 2-core pod runs one video). ``--compare-old`` repeats the run
-with the earlier settings, reached through the same parameters: HOG pyramid step 1.05 with
-OpenCV's grouping, background model at 640 px, PNG level 3 with adaptive filters. Printed: ms per
+with the earlier settings, reached through the same parameters: HOG at 640 px, pyramid step 1.05
+with OpenCV's grouping, background model at 640 px, PNG level 3 with adaptive filters. Printed: ms per
 frame of detect, segment (BYTETracker) and render (every sample marked, PNG-encoded), detections
 and tracks found, and the old/new ratio of each.
 
@@ -111,7 +111,7 @@ class DriftingBoxes:
         return out
 
 
-OLD_DETECTOR: dict[str, Any] = {"hog_scale": 1.05, "hog_group_threshold": 2, "motion_max_side": 640}
+OLD_DETECTOR: dict[str, Any] = {"hog_scale": 1.05, "hog_group_threshold": 2, "hog_max_side": 640, "motion_max_side": 640}
 OLD_PNG: dict[str, Any] = {"png_compression": 3, "png_filter_up": False}
 
 

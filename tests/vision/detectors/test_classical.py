@@ -18,7 +18,7 @@ from glave_tasks.vision.types import VideoFrames
 from tests.support import synthetic
 from tests.support.track_media import sample_jpegs
 
-EARLIER = {"hog_scale": 1.05, "hog_group_threshold": 2, "motion_max_side": 640}
+EARLIER = {"hog_scale": 1.05, "hog_group_threshold": 2, "hog_max_side": 640, "motion_max_side": 640}
 
 
 def _detector(**settings: object) -> ClassicalDetector:
@@ -39,13 +39,14 @@ def _bus_photo() -> np.ndarray:
 
 def test_defaults_are_the_fast_settings() -> None:
     cfg = DetectorConfig()
-    assert (cfg.hog_scale, cfg.hog_group_threshold, cfg.hog_max_side, cfg.motion_max_side) == (1.2, 0, 640, 320)
+    assert (cfg.hog_scale, cfg.hog_group_threshold, cfg.hog_max_side, cfg.motion_max_side) == (1.25, 0, 512, 320)
 
 
 def test_coarse_pyramid_still_finds_the_person_the_fine_one_finds() -> None:
     """The man on the left of the bus photo (about 170x370 px at 640 px high). OpenCV's grouping
-    needs 3 agreeing windows, which the 1.2 pyramid step does not give: without it the person is
-    lost, so the default leaves grouping to non-maximum suppression."""
+    needs 3 agreeing windows, which a 1.25 pyramid step does not give: with it the person is
+    lost, so the default leaves grouping to non-maximum suppression. (The default also finds the
+    man in the middle, which the earlier settings miss.)"""
     image = _bus_photo()
     video = VideoFrames("bus", [image], [Path("bus.jpg")], [0])
     person = (0.0, 195.0, 167.0, 570.0)
@@ -56,7 +57,7 @@ def test_coarse_pyramid_still_finds_the_person_the_fine_one_finds() -> None:
     earlier, default = people(**EARLIER), people()
     assert any(box_iou(b, person) >= 0.7 for b in earlier), earlier
     assert any(box_iou(b, person) >= 0.7 for b in default), default
-    assert len(default) <= 2  # no flood of ungrouped windows
+    assert len(earlier) <= len(default) <= 2  # no flood of ungrouped windows
     assert people(hog_group_threshold=2) == []  # coarse pyramid with OpenCV's grouping: lost
 
 
