@@ -88,12 +88,14 @@ def scan_video(
         fps = probe.fps if probe.fps > 0 else 25.0
         out_w, out_h = fit_within(probe.width, probe.height, cfg.frame_max_side)
         ana_w, ana_h = analysis_size(probe.width, probe.height)
-        # Every frame is converted to BGR once at its own size (swscale's unscaled converter, far
-        # cheaper than its scaler) and shrunk for the cut detector with OpenCV, the way
-        # PySceneDetect prepares frames itself (cv2.resize, linear). Dense samples at the source
-        # size are that same array; larger sources are scaled for them alone. One reformatter
-        # per use: the swscale context is built once per video, not per frame.
+        # A source kept at its own size (max side <= frame_max_side, the usual case): each frame
+        # is converted to BGR once, unscaled, and shrunk for the cut detector with OpenCV, the
+        # way PySceneDetect prepares frames itself (cv2.resize, linear); a dense sample is that
+        # same array. A larger source is scaled by swscale straight to the analysis size (a
+        # full-size BGR copy of every HD frame costs more than it saves) and to the output size
+        # for dense samples alone. One reformatter per use: swscale contexts are built once.
         to_bgr, to_output = VideoReformatter(), VideoReformatter()
+        unscaled = (out_w, out_h) == (probe.width, probe.height)
         dense_grid = SampleGrid(cfg.dense_interval_s, fps)
         stride = candidate_stride(cfg)
         cuts = CutDetector(fps, cfg.cut_threshold, cfg.min_scene_len_frames)
@@ -119,10 +121,13 @@ def scan_video(
                 if on_progress is not None and int(t) != int(last_t):
                     on_progress(t)
                 last_t = t
-                full = to_bgr.reformat(frame, format="bgr24").to_ndarray()
-                src_size = (full.shape[1], full.shape[0])
-                small = full if src_size == (ana_w, ana_h) else cv2.resize(
-                    full, (ana_w, ana_h), interpolation=cv2.INTER_LINEAR)
+                full: Any = None
+                if unscaled:
+                    full = to_bgr.reformat(frame, format="bgr24").to_ndarray()
+                    small = full if full.shape[:2] == (ana_h, ana_w) else cv2.resize(
+                        full, (ana_w, ana_h), interpolation=cv2.INTER_LINEAR)
+                else:
+                    small = to_bgr.reformat(frame, width=ana_w, height=ana_h, format="bgr24").to_ndarray()
                 cuts.process(frame_index, small)
                 blank = is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold)
                 if first_content is None and not blank:
@@ -133,7 +138,8 @@ def scan_video(
                 if not dense_grid.due(t):
                     continue
                 sample_index = len(dense)
-                bgr = full if src_size == (out_w, out_h) else _output_bgr(to_output, frame, out_w, out_h)
+                bgr = full if full is not None and full.shape[:2] == (out_h, out_w) else _output_bgr(
+                    to_output, frame, out_w, out_h)
                 key = put_image(encode_jpeg(bgr, cfg.jpeg_quality), sample_index)
                 dense.append(DenseSample(sample_index, frame_index, round(t, 6), key))
                 if not blank:
