@@ -82,9 +82,12 @@ class Stage(ABC):
     outputs: ClassVar[tuple[str, ...]] = ()  # tables written, names from schemas.TABLES
     config_sections: ClassVar[tuple[str, ...]] = ("run",)  # config that changes the output
     timeout_min: ClassVar[int] = 60  # one shard's execution timeout (orchestration.stage_timeout_min overrides)
-    # Per-video work goes through parallel.map_videos (a process pool) and the shard-level work
-    # around it is light: on one machine a run processes this stage's shards side by side.
-    videos_in_pool: ClassVar[bool] = False
+    # The stage's heavy work goes to a process pool (parallel.map_videos per video, or
+    # parallel.run_in_pool for the shard) and what runs around it is light: on one machine a run
+    # processes this stage's shards side by side.
+    work_in_pool: ClassVar[bool] = False
+    # Modules that work imports: a run imports them in its idle pool workers ahead of the stage.
+    warm_imports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GlaveConfig) -> None:
         self.config = config

@@ -17,7 +17,7 @@ from .discover import discover
 from .errors import GlaveError, InfrastructureError
 from .parallel import run_pool, runs_shards_side_by_side
 from .runner import StageOutcome, run_stage
-from .stages import available, build_stage
+from .stages import available, build_stage, stage_class
 from .store import ArtifactStore
 
 
@@ -39,9 +39,13 @@ def run_pipeline(
     aborted: str | None = None
     server = _ModelServer(store, config, run_id, names if manifest["shards"] else [])
     try:
-        with run_pool():
-            for name in names:
+        with run_pool() as pool:
+            for i, name in enumerate(names):
                 stage = build_stage(name, server.config_for(name))
+                if not runs_shards_side_by_side(stage):
+                    # This stage works in this process and leaves the pool's workers idle: they
+                    # import what later pooled stages need meanwhile.
+                    pool.warm(m for later in names[i + 1:] for m in stage_class(later).warm_imports)
                 done, errors, aborted = _run_shards(stage, store, run_id, manifest["shards"], force, show_progress)
                 outcomes += done
                 failed += errors

@@ -16,8 +16,9 @@ stage's declared ``cpu``, never more than the cores this process may run on. One
 video) runs inline, in this process, with no pool at all. GPU stages are not parallelised here.
 
 On one machine a whole run shares one pool (:func:`run_pool`): the shards of a stage then run side
-by side (:func:`runs_shards_side_by_side`), each sending its videos to that pool, so a run of many
-small shards keeps every core busy and starts its workers once.
+by side (:func:`runs_shards_side_by_side`), each sending its videos (or, with :func:`run_in_pool`,
+its whole shard-level work) to that pool, so a run of many small shards keeps every core busy and
+starts its workers once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import contextlib
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,7 @@ class RunPool:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._warmed: set[str] = set()
 
     def get(self) -> ProcessPoolExecutor:
         """The live pool; a pool broken by a dead worker is replaced (its shard already failed)."""
@@ -154,6 +156,16 @@ class RunPool:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = video_pool(self.workers)
             return self._pool
+
+    def warm(self, modules: Iterable[str]) -> None:
+        """Import ``modules`` in the workers without waiting (while the run's own process works)."""
+        todo = [m for m in modules if m not in self._warmed]
+        if not todo:
+            return
+        self._warmed.update(todo)
+        pool = self.get()
+        for _ in range(self.workers):
+            pool.submit(_import_all, tuple(todo))
 
     def close(self) -> None:
         with self._lock:
@@ -179,11 +191,45 @@ def run_pool(workers: int | None = None) -> Iterator[RunPool]:
         _RUN_POOL = previous
 
 
+def current_run_pool() -> RunPool | None:
+    return _RUN_POOL
+
+
 def runs_shards_side_by_side(stage: Stage) -> bool:
-    """Whether a run may process this stage's shards at once: its per-video work goes to the
-    run's pool (and its shard-level work is light), and a pool is there to take it."""
-    return _RUN_POOL is not None and _RUN_POOL.workers > 1 and stage.videos_in_pool and \
-        cpu_workers(stage.resources()) > 1
+    """Whether a run may process this stage's shards at once: its heavy work goes to the run's
+    pool (what runs around it is light), a pool with more than one worker is there to take it,
+    and the stage needs no GPU."""
+    return _RUN_POOL is not None and _RUN_POOL.workers > 1 and stage.work_in_pool and stage.resources().gpus == 0
+
+
+def run_in_pool(stage: Stage, method: str, *args: Any) -> Any:
+    """``stage.<method>(*args)`` (shard-level work) in a worker of the run's pool when there is
+    one, so that shards run side by side; in this process otherwise (a pod: one shard). The
+    arguments and the result cross processes: keep them to tables and plain data."""
+    if _RUN_POOL is None or _RUN_POOL.workers <= 1:
+        return getattr(stage, method)(*args)
+    return _RUN_POOL.get().submit(_call, type(stage), stage.config, method, args, dict(os.environ)).result()
+
+
+def _call(cls: type[Stage], config: GlaveConfig, method: str, args: tuple[Any, ...], environ: dict[str, str]) -> Any:
+    if environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    return getattr(_worker_stage(cls, config), method)(*args)
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    import importlib
+    import time
+
+    started = time.monotonic()
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S110 - only a head start: the stage imports it (and reports) itself
+            pass
+    # Stay busy a moment: each idle worker then takes one of these tasks, not one worker all.
+    time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
 
 
 def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[str, tuple[Any, ...]]],

@@ -10,7 +10,7 @@ from typing import Any
 
 from glave_tasks.contract import Resources, ShardContext, Stage
 from glave_tasks.errors import VideoFailure
-from glave_tasks.parallel import cpu_workers, map_videos, run_pool, runs_shards_side_by_side
+from glave_tasks.parallel import cpu_workers, map_videos, run_in_pool, run_pool, runs_shards_side_by_side
 from glave_tasks.store import ArtifactStore
 from tests.support import make_config
 
@@ -26,6 +26,13 @@ class SleepyStage(Stage):
 
     def process(self, ctx: ShardContext) -> None:  # pragma: no cover - driven through map_videos
         pass
+
+    def whole_shard(self, n: int) -> dict[str, Any]:
+        if n < 0:
+            raise ValueError("negative on purpose")
+        import sys
+
+        return {"pid": os.getpid(), "square": n * n, "warm": "json.tool" in sys.modules}
 
     def work(self, ctx: Any, vid: str, delay: float) -> dict[str, Any]:
         time.sleep(delay)  # later items finish first
@@ -78,17 +85,31 @@ def test_shards_run_side_by_side_only_for_pooled_stages_inside_a_run_pool(tmp_pa
     assert not runs_shards_side_by_side(stage)  # no run pool: a pod, one shard per process
     with run_pool(2):
         assert not runs_shards_side_by_side(stage)  # its shard-level work is not declared light
-        type(stage).videos_in_pool = True
+        type(stage).work_in_pool = True
         try:
             assert runs_shards_side_by_side(stage)
         finally:
-            del type(stage).videos_in_pool
+            del type(stage).work_in_pool
     with run_pool(1):
-        type(stage).videos_in_pool = True
+        type(stage).work_in_pool = True
         try:
             assert not runs_shards_side_by_side(stage)  # one core: nothing to gain
         finally:
-            del type(stage).videos_in_pool
+            del type(stage).work_in_pool
+
+
+def test_shard_level_work_runs_in_the_run_pool_and_its_errors_come_back(tmp_path: Path) -> None:
+    import pytest
+
+    _, stage = _ctx(tmp_path)
+    assert run_in_pool(stage, "whole_shard", 3)["pid"] == os.getpid()  # no run pool: right here
+    with run_pool(2) as pool:
+        pool.warm(["json.tool"])  # imported by idle workers ahead of the stage that needs it
+        time.sleep(1.0)
+        out = run_in_pool(stage, "whole_shard", 4)
+        assert out["pid"] != os.getpid() and out["square"] == 16 and out["warm"]
+        with pytest.raises(ValueError, match="negative on purpose"):
+            run_in_pool(stage, "whole_shard", -1)
 
 
 def test_workers_follow_the_pod_request_and_the_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]

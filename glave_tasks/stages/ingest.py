@@ -24,7 +24,7 @@ class IngestStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("probes", "keyframes", "dense_frames", "cuts")
     config_sections: ClassVar[tuple[str, ...]] = ("run", "ingest")
     timeout_min: ClassVar[int] = 60
-    videos_in_pool: ClassVar[bool] = True
+    work_in_pool: ClassVar[bool] = True
 
     _backend: Any = None
 

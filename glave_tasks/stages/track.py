@@ -30,7 +30,7 @@ class TrackStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("tracks", "marks")
     config_sections: ClassVar[tuple[str, ...]] = ("run", "track")
     timeout_min: ClassVar[int] = 240
-    videos_in_pool: ClassVar[bool] = True
+    work_in_pool: ClassVar[bool] = True
 
     detector: Any = None
     segmenter: Any = None
