@@ -94,11 +94,11 @@ class Run:
         return self._concat(owners[name], name, schemas.TABLES[name])
 
     def tables(self, names: list[str] | None = None) -> dict[str, pa.Table]:
-        """The named stage tables (default: all) plus ``videos``."""
+        """The named stage tables (default: all but the working ones) plus ``videos``."""
         from .stages import table_owners
 
         out: dict[str, pa.Table] = {"videos": self.videos()}
-        for name in names or list(table_owners()):
+        for name in names or [t for t in table_owners() if t not in schemas.WORKING_TABLES]:
             out[name] = self.table(name)
         return out
 

@@ -209,6 +209,8 @@ TABLES: dict[str, pa.Schema] = {
     "embeddings": EMBEDDINGS,
     "checks": CHECKS,
 }
+# Kept for later stages' checks, not annotation data: readers of "every table" leave them out.
+WORKING_TABLES = frozenset({"embeddings"})
 
 
 def empty(schema: pa.Schema) -> pa.Table:
