@@ -6,46 +6,15 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scenedetect.common import FrameTimecode
 from scenedetect.detectors import ContentDetector
 
 
-class _ContentDetector(ContentDetector):  # type: ignore[misc]  # scenedetect ships no types
-    """PySceneDetect's ContentDetector with its frame score computed in two OpenCV calls.
-
-    Upstream splits the HSV frame into planes and takes each plane's mean absolute difference in
-    numpy (int32 copies of both planes, per plane, per frame): about 0.5 ms a 320x180 frame, as
-    much as the decode. ``absdiff`` of the uint8 frames is exact and ``sumElems`` sums each
-    channel in one pass, so the components and the score are the same numbers, in the same
-    arithmetic order. Used only for the configuration that needs nothing else (hue, saturation
-    and luma weights, no edges, no stats file); anything else takes upstream's path.
-    """
-
-    def _calculate_frame_score(self, timecode: FrameTimecode, frame_img: np.ndarray) -> float:
-        if self._weights.delta_edges != 0.0 or self.stats_manager is not None:
-            return float(super()._calculate_frame_score(timecode, frame_img))
-        hsv = cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV)
-        last: np.ndarray | None = self._fast_last
-        self._fast_last = hsv
-        if last is None:
-            return 0.0
-        num_pixels = float(hsv.shape[0] * hsv.shape[1])
-        dh, ds, dl, _ = cv2.sumElems(cv2.absdiff(hsv, last))
-        components = ContentDetector.Components(
-            delta_hue=dh / num_pixels, delta_sat=ds / num_pixels, delta_lum=dl / num_pixels, delta_edges=0.0)
-        score: float = sum(c * w for c, w in zip(components, self._weights, strict=True)) / sum(
-            abs(w) for w in self._weights)
-        return score
-
-    _fast_last: np.ndarray | None = None
-
-
 class CutDetector:
     def __init__(self, fps: float, threshold: float, min_scene_len_frames: int) -> None:
         self.fps = fps if fps > 0 else 25.0
-        self._detector = _ContentDetector(threshold=threshold, min_scene_len=min_scene_len_frames)
+        self._detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_len_frames)
         self._cuts: list[int] = []
         self._last = -1
 
