@@ -6,7 +6,11 @@ import os
 
 
 def pid_alive(pid: object) -> bool:
-    """A process with this pid exists on this host (a non-integer or non-positive pid: no)."""
+    """A process with this pid is running on this host (a non-integer or non-positive pid: no).
+
+    A zombie (killed, not yet reaped by its parent) is not running: a pool worker watching a
+    SIGKILLed stage process must see it gone even while whoever started it has not reaped it.
+    """
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -15,4 +19,9 @@ def pid_alive(pid: object) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux) or it just ended: the signal check stands
+    return state not in ("Z", "X")

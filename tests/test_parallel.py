@@ -154,6 +154,41 @@ def test_pool_workers_end_when_the_stage_process_is_killed(tmp_path: Path) -> No
     assert not [w for w in workers if pid_alive(w) and not _zombie(w)], "pool workers outlived their stage"
 
 
+IDLE_RUN_POOL = """
+import os, time
+from glave_tasks.parallel import run_pool
+
+with run_pool(2) as pool:
+    done = [pool.get().submit(os.getpid) for _ in range(4)]
+    [f.result() for f in done]  # the run's workers are idle between stages
+    for pid in pool.get()._processes:
+        print(pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_idle_run_pool_workers_end_when_the_run_is_killed_before_anyone_reaps_it() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from glave_tasks.host import pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", IDLE_RUN_POOL], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    workers = [int(proc.stdout.readline()) for _ in range(2)]
+    os.kill(proc.pid, signal.SIGKILL)
+    # Not reaped yet: the killed run is a zombie, which is not alive. A caller reading the run's
+    # output to its end (subprocess.run) would otherwise wait on the workers for good.
+    deadline = time.monotonic() + 20
+    while not pid_alive(proc.pid) and any(pid_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(proc.pid)
+    assert not [w for w in workers if pid_alive(w)], "idle run pool workers outlived their run"
+    assert proc.stdout.read() == ""  # every holder of the output pipe is gone
+    proc.wait()
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
