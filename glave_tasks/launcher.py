@@ -93,6 +93,8 @@ def serve(path: Path, idle_s: float = 300.0, preload: Sequence[str] = PRELOAD) -
     server.listen(64)
     server.settimeout(1.0)
     Path(f"{path}.pid").write_text(str(os.getpid()))
+    with contextlib.suppress(FileNotFoundError):
+        Path(f"{path}.starting").unlink()  # listening now: callers connect instead of waiting
     running: set[int] = set()
     lock = threading.Lock()
     last_active = time.monotonic()
@@ -251,6 +253,24 @@ def launch(argv: Sequence[str], *, env: dict[str, str], cwd: str | None = None, 
     :class:`LauncherUnavailable` (after waiting up to ``wait_s`` for it): the caller runs this
     command in a fresh interpreter, and later commands find the launcher warm.
     """
+    try:
+        return _launch_once(argv, env, cwd, python, wait_s)
+    except _HandshakeFailed:
+        # A launcher that was dying when we connected (its socket outlives its main thread for a
+        # moment): try once more, which finds the socket refused and starts a new one.
+        time.sleep(0.5)
+        try:
+            return _launch_once(argv, env, cwd, python, wait_s)
+        except _HandshakeFailed as exc:
+            raise LauncherUnavailable(str(exc)) from exc
+
+
+class _HandshakeFailed(LauncherUnavailable):
+    pass
+
+
+def _launch_once(argv: Sequence[str], env: dict[str, str], cwd: str | None, python: str | None,
+                 wait_s: float) -> LaunchedCommand:
     path = socket_path(python, env)
     conn = _connect(path)
     if conn is None:
@@ -273,7 +293,7 @@ def launch(argv: Sequence[str], *, env: dict[str, str], cwd: str | None = None, 
     except (OSError, ConnectionError) as exc:
         os.close(read_fd)
         conn.close()
-        raise LauncherUnavailable(f"launcher at {path} did not start the command: {exc}") from exc
+        raise _HandshakeFailed(f"launcher at {path} did not start the command: {exc}") from exc
     finally:
         os.close(write_fd)
     return LaunchedCommand(pid, os.fdopen(read_fd, "r", errors="replace"), conn)
