@@ -101,10 +101,15 @@ def _worker_stage(cls: type[Stage], config: GlaveConfig) -> Stage:
     return stage
 
 
-def _run_one(cls: type[Stage], config: GlaveConfig, method: str, vctx: VideoContext, args: tuple[Any, ...]) -> Any:
-    if vctx.environ != os.environ:
+def _adopt_environ(environ: dict[str, str]) -> None:
+    """The submitting process's environment (credentials, endpoints) for this piece of work."""
+    if environ != os.environ:
         os.environ.clear()
-        os.environ.update(vctx.environ)
+        os.environ.update(environ)
+
+
+def _run_one(cls: type[Stage], config: GlaveConfig, method: str, vctx: VideoContext, args: tuple[Any, ...]) -> Any:
+    _adopt_environ(vctx.environ)
     stage = _worker_stage(cls, config)
     ctx = vctx._ctx()
     result = None
@@ -191,10 +196,6 @@ def run_pool(workers: int | None = None) -> Iterator[RunPool]:
         _RUN_POOL = previous
 
 
-def current_run_pool() -> RunPool | None:
-    return _RUN_POOL
-
-
 def runs_shards_side_by_side(stage: Stage) -> bool:
     """Whether a run may process this stage's shards at once: its heavy work goes to the run's
     pool (what runs around it is light), a pool with more than one worker is there to take it,
@@ -212,9 +213,7 @@ def run_in_pool(stage: Stage, method: str, *args: Any) -> Any:
 
 
 def _call(cls: type[Stage], config: GlaveConfig, method: str, args: tuple[Any, ...], environ: dict[str, str]) -> Any:
-    if environ != os.environ:
-        os.environ.clear()
-        os.environ.update(environ)
+    _adopt_environ(environ)
     return getattr(_worker_stage(cls, config), method)(*args)
 
 

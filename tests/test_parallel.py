@@ -181,7 +181,7 @@ def test_idle_run_pool_workers_end_when_the_run_is_killed_before_anyone_reaps_it
     # Not reaped yet: the killed run is a zombie, which is not alive. A caller reading the run's
     # output to its end (subprocess.run) would otherwise wait on the workers for good.
     deadline = time.monotonic() + 20
-    while not pid_alive(proc.pid) and any(pid_alive(w) for w in workers) and time.monotonic() < deadline:
+    while (pid_alive(proc.pid) or any(pid_alive(w) for w in workers)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not pid_alive(proc.pid)
     assert not [w for w in workers if pid_alive(w)], "idle run pool workers outlived their run"
