@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -66,11 +67,29 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class FileIdentity:
+    """A local input file as discover saw it while hashing it. While stat still reports the same,
+    the file holds the bytes that were hashed: ctime moves on every write and cannot be set back,
+    and the inode changes when another file is renamed over the path."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
 class VideoRef:
     video_id: str
     content_hash: str
     source_uri: str
     file_name: str
+    # Local inputs only, when discover recorded it: ingest then trusts content_hash without reading.
+    file: FileIdentity | None = None
 
 
 class Stage(ABC):

@@ -2,7 +2,8 @@
 
 Videos are identified by the SHA-256 of their bytes, so a renamed or re-uploaded file is still
 the same video, and a run skips videos the same pipeline version already annotated (the index in
-the store) unless asked to reprocess.
+the store) unless asked to reprocess. A local file's stat is recorded beside its hash, so ingest
+reads the file again only if it changed since.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -17,6 +19,7 @@ from typing import Any
 
 from . import schemas
 from .config import GlaveConfig
+from .contract import FileIdentity
 from .errors import ConfigError, GlaveError, InfrastructureError, StoreError
 from .layout import RunLayout, index_key
 from .store import ArtifactStore, filesystem_for, retrying
@@ -152,17 +155,42 @@ def _not_taken(uri: str, reason: str, detail: str) -> dict[str, str]:
     return {"uri": uri, "reason": reason, "detail": detail}
 
 
-def content_hash(uri: str, config: GlaveConfig) -> str:
+def hash_input(uri: str, config: GlaveConfig) -> tuple[str, FileIdentity | None]:
+    """The SHA-256 of an input's bytes and, for a local file, its identity while they were read:
+    ingest reads the file again only when its stat no longer matches. None for ``s3://`` inputs
+    (ingest downloads and hashes them in one pass anyway) and for a file that changed during the
+    read or was written too recently for its stat to tell a later write apart."""
     fs, path = filesystem_for(uri, config.store.s3)
+    if uri.startswith("s3://"):
+        def read() -> tuple[str, FileIdentity | None]:
+            digest = hashlib.sha256()
+            with fs.open(path, "rb") as fh:
+                while chunk := fh.read(HASH_CHUNK):
+                    digest.update(chunk)
+            return digest.hexdigest(), None
 
-    def read() -> str:
-        digest = hashlib.sha256()
-        with fs.open(path, "rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return retrying("hash", uri, read, config.store.s3.retry_deadline_s)
+    return retrying("hash", uri, lambda: _hash_local(path), 0.0)
 
-    return retrying("hash", uri, read, config.store.s3.retry_deadline_s if uri.startswith("s3://") else 0.0)
+
+# A write within the same timestamp tick as the one discover saw leaves stat unchanged. Ticks are
+# a few ms on ext4/xfs/btrfs but 1-2 s on coarser filesystems (FAT, HFS+, some network mounts),
+# so a file changed this recently is hashed again at ingest rather than trusted by its stat.
+SETTLE_NS = 3_000_000_000
+
+
+def _hash_local(path: str) -> tuple[str, FileIdentity | None]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        # The open descriptor's stat describes the bytes read, even if a new file is renamed
+        # over the path meanwhile (ingest then sees another inode and hashes again).
+        before = FileIdentity.of(os.fstat(fh.fileno()))
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+        after = FileIdentity.of(os.fstat(fh.fileno()))
+    # Only ctime: the kernel sets it on every write, mtime can be set to anything.
+    settled = time.time_ns() - after.ctime_ns >= SETTLE_NS
+    return digest.hexdigest(), after if before == after and settled else None
 
 
 def video_id_for(hash_hex: str) -> str:
@@ -244,7 +272,7 @@ def _plan(store: ArtifactStore, config: GlaveConfig, input_uri: str, run_id: str
             not_taken.append(_not_taken(uri, OVER_MAX_VIDEOS, f"the run takes at most {limit} videos (max_videos)"))
             continue
         try:
-            digest = content_hash(uri, config)
+            digest, identity = hash_input(uri, config)
         except (OSError, StoreError) as exc:
             if isinstance(exc, InfrastructureError):
                 raise
@@ -260,8 +288,12 @@ def _plan(store: ArtifactStore, config: GlaveConfig, input_uri: str, run_id: str
                                                                 f"{config.run.pipeline_version} (use --reprocess)"))
             continue
         rows.append({
-            "video_id": vid, "content_hash": digest, "source_uri": uri,
-            "file_name": PurePosixPath(uri).name, "size_bytes": nbytes, "shard": len(rows) // size,
+            "video_id": vid, "content_hash": digest, "source_uri": uri, "file_name": PurePosixPath(uri).name,
+            # The size of the bytes hashed where known (the listing's may be older).
+            "size_bytes": identity.size if identity else nbytes, "shard": len(rows) // size,
+            "file_mtime_ns": identity.mtime_ns if identity else None,
+            "file_ctime_ns": identity.ctime_ns if identity else None,
+            "file_inode": identity.inode if identity else None,
         })
     shards = sorted({r["shard"] for r in rows})
     reasons = Counter(n["reason"] for n in not_taken)

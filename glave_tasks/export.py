@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import __version__
+from . import __version__, schemas
 from .config import GlaveConfig
 from .keys import safe_segment
 from .run import Run
@@ -42,6 +42,7 @@ def export_run(store: ArtifactStore, config: GlaveConfig, run_id: str, out_uri: 
     counts: dict[str, int] = {}
     for name, source in EXPORT_TABLES.items():
         table = _only(tables[source], [r.video_id for r in records])
+        table = table.drop_columns(list(schemas.UNPUBLISHED_COLUMNS.get(source, ())))
         out.write_table(f"parquet/{name}.parquet", table)
         counts[name] = table.num_rows
     models: dict[str, Any] = {}

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import schemas
-from .contract import VideoRef
+from .contract import FileIdentity, VideoRef
 from .errors import GlaveError
 from .layout import RunLayout
 from .store import ArtifactStore
@@ -52,7 +52,8 @@ class Run:
     def shard_videos(self, shard: int) -> list[VideoRef]:
         table = self.videos()
         rows = table.filter(pc.equal(table["shard"], shard)).to_pylist()
-        return [VideoRef(r["video_id"], r["content_hash"], r["source_uri"], r["file_name"]) for r in rows]
+        return [VideoRef(r["video_id"], r["content_hash"], r["source_uri"], r["file_name"], _file_identity(r))
+                for r in rows]
 
     # -- markers ----------------------------------------------------------------------------
     def commit(self, stage: str, shard: int) -> dict[str, Any] | None:
@@ -141,3 +142,11 @@ class Run:
             out["stages"][stage] = {"shards": rows, "failures": failures,
                                     "committed": sum(r["state"] == "committed" for r in rows)}
         return out
+
+
+def _file_identity(row: dict[str, Any]) -> FileIdentity | None:
+    """What discover recorded of a local input's stat, if it recorded it."""
+    stamps = (row["file_mtime_ns"], row["file_ctime_ns"], row["file_inode"])
+    if any(v is None for v in stamps):
+        return None
+    return FileIdentity(row["size_bytes"], *stamps)

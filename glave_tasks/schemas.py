@@ -29,7 +29,16 @@ VIDEOS = pa.schema([
     pa.field("file_name", pa.string(), nullable=False),
     pa.field("size_bytes", pa.int64(), nullable=False),
     pa.field("shard", pa.int32(), nullable=False),
+    # A local file's stat while discover hashed it (with size_bytes): ingest trusts content_hash
+    # without reading the file again while they still match. Null for s3:// inputs, for a file
+    # written moments before (its timestamps could repeat), and in stores older than these columns.
+    pa.field("file_mtime_ns", pa.int64()),
+    pa.field("file_ctime_ns", pa.int64()),
+    pa.field("file_inode", pa.uint64()),
 ])
+# Run bookkeeping that exported datasets leave out: it describes a file on the machine discover
+# ran on, not the video, and would make two exports of the same inputs differ.
+UNPUBLISHED_COLUMNS: dict[str, tuple[str, ...]] = {"videos": ("file_mtime_ns", "file_ctime_ns", "file_inode")}
 
 ERRORS = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),

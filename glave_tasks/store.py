@@ -401,6 +401,12 @@ class ArtifactStore:
         table = pq.read_table(io.BytesIO(self.read_bytes(key)), columns=columns)
         if schema is not None and columns is not None:
             schema = pa.schema([schema.field(c) for c in columns])
+        if schema is not None:
+            # A nullable column added to a schema after a table was written reads as nulls from
+            # it, so older runs stay readable; writes still need every column.
+            for f in schema:
+                if f.nullable and f.name not in table.column_names:
+                    table = table.append_column(f, pa.nulls(table.num_rows, f.type))
         return conform(table, schema) if schema is not None else table
 
     def iter_keys(self, prefix: str, suffix: str = "") -> Iterator[str]:

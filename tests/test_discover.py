@@ -71,6 +71,8 @@ def test_discover_reads_an_s3_prefix(s3_endpoint: str, s3_bucket: str, tmp_path:
     assert [u for u, _ in found] == [f"s3://{s3_bucket}/inbox/day/c{i}.mp4" for i in range(3)]
     store = ArtifactStore(f"s3://{s3_bucket}/store", config.store.s3)
     assert discover(store, config, f"s3://{s3_bucket}/inbox", "n1", max_videos=2)["num_videos"] == 2
+    # Objects have no stat to trust: ingest hashes them in the download pass.
+    assert all(r["file_mtime_ns"] is None and r["file_inode"] is None for r in videos(store, "n1"))
     # An empty prefix is a quiet night; a missing bucket is a mistake.
     assert list_inputs(f"s3://{s3_bucket}/nothing-yet", config) == []
     with pytest.raises(GlaveError, match="input prefix not found"):
@@ -172,3 +174,63 @@ def test_shard_size_and_max_videos_must_be_positive(store: ArtifactStore, tmp_pa
         with pytest.raises(ConfigError, match="at least 1"):
             discover(store, make_config(tmp_path), str(tmp_path / "inbox"), "night-1", **kw)  # type: ignore[arg-type]
     assert not store.exists(RunLayout("night-1").manifest)  # nothing planned that later runs would keep
+
+
+def test_a_local_file_is_recorded_with_its_stat_while_hashed(
+        store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    from glave_tasks import discover as discover_module
+
+    fill(tmp_path / "inbox", 1)
+    monkeypatch.setattr(discover_module, "SETTLE_NS", 20_000_000)
+    time.sleep(0.02)
+    (row,) = videos(store, discover(store, make_config(tmp_path), str(tmp_path / "inbox"), "night-1")["run_id"])
+    st = os.stat(tmp_path / "inbox" / "clip0.mp4")
+    assert (row["size_bytes"], row["file_mtime_ns"], row["file_ctime_ns"], row["file_inode"]) == (
+        st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def test_a_file_written_moments_ago_gets_no_stat_to_trust(
+        store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glave_tasks import discover as discover_module
+
+    # A write within the same timestamp tick could leave its stat unchanged: ingest hashes it again.
+    monkeypatch.setattr(discover_module, "SETTLE_NS", 60_000_000_000)  # however slow this machine is today
+    fill(tmp_path / "inbox", 1)
+    (row,) = videos(store, discover(store, make_config(tmp_path), str(tmp_path / "inbox"), "night-1")["run_id"])
+    assert row["content_hash"] and row["file_mtime_ns"] is None and row["file_ctime_ns"] is None
+
+
+def test_a_file_that_changes_while_hashed_gets_no_stat_to_trust(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    from types import SimpleNamespace
+
+    from glave_tasks import discover as discover_module
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"first part")
+    monkeypatch.setattr(discover_module, "SETTLE_NS", 0)
+
+    class GrowsTheFile:
+        """SHA-256 whose first update appends to the file, as an upload still in progress would."""
+
+        def __init__(self) -> None:
+            self.digest = hashlib.sha256()
+            self.grown = False
+
+        def update(self, chunk: bytes) -> None:
+            if not self.grown:
+                with open(clip, "ab") as fh:
+                    fh.write(b", second part")
+                self.grown = True
+            self.digest.update(chunk)
+
+        def hexdigest(self) -> str:
+            return self.digest.hexdigest()
+
+    monkeypatch.setattr(discover_module, "hashlib", SimpleNamespace(sha256=GrowsTheFile))
+    digest, identity = discover_module.hash_input(str(clip), make_config(tmp_path))
+    assert digest and identity is None

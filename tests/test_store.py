@@ -48,6 +48,27 @@ def test_tables_are_checked_against_their_schema(store: ArtifactStore) -> None:
     assert not store.exists("t/bad.parquet")
 
 
+def test_a_nullable_column_added_later_reads_as_nulls_from_older_tables(store: ArtifactStore) -> None:
+    import pyarrow.parquet as pq
+
+    def store_older(table: pa.Table) -> None:
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf)
+        store.write_bytes("t/videos.parquet", buf.getvalue().to_pybytes())
+
+    # A videos table from before discover recorded local files' stat.
+    older = {"video_id": ["v1"], "content_hash": ["ab" * 32], "source_uri": ["/in/a.mp4"], "file_name": ["a.mp4"],
+             "size_bytes": [10], "shard": [0]}
+    store_older(pa.table(older))
+    back = store.read_table("t/videos.parquet", schemas.VIDEOS)
+    assert back.schema == schemas.VIDEOS
+    assert {k: v for k, v in back.to_pylist()[0].items() if k.startswith("file_") and k != "file_name"} == {
+        "file_mtime_ns": None, "file_ctime_ns": None, "file_inode": None}
+    store_older(pa.table({k: v for k, v in older.items() if k != "size_bytes"}))
+    with pytest.raises(StoreError, match="missing \\['size_bytes'\\]"):  # a required column is never made up
+        store.read_table("t/videos.parquet", schemas.VIDEOS)
+
+
 def test_list_list_dirs_and_delete_prefix(store: ArtifactStore) -> None:
     for key in ("p/s1/a.bin", "p/s1/sub/b.bin", "p/s2/c.bin", "q/d.bin"):
         store.write_bytes(key, b"x")

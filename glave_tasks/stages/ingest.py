@@ -73,7 +73,9 @@ class IngestStage(Stage):
         # a stage with several CPUs. A pool worker shares the cores with one worker per core, and
         # a one-CPU stage has no other core; there threads only add their own overhead.
         threads = not isinstance(ctx, VideoContext) and cpu_workers(self.resources()) > 1
-        with local_input(video, self.config) as path, _VideoProgress(ctx, video) as progress:
+        # Inputs count in the metrics by how their hash was confirmed: reused from discover
+        # (local file unchanged), recomputed (local file changed or not recorded), or in download.
+        with local_input(video, self.config, ctx.add_metric) as path, _VideoProgress(ctx, video) as progress:
             result = scan_video(path, self.config.ingest, self._backend,
                                 lambda data, i: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"), on_progress=progress,
                                 decode_threads=threads)

@@ -4,7 +4,9 @@ one streaming decode pass, asserted against the synthetic videos' ground truth."
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -423,3 +425,67 @@ def test_inputs_that_vanish_or_change_after_discover_are_rejected(
     reasons = {r["video_id"]: r["reason"] for r in rows(store, "errors")}
     assert reasons == {ids["static.mp4"]: "missing_input", ids["blank_lead.mp4"]: "input_changed"}
     assert outcome.marker["videos_ok"] == [ids["two_shot.mp4"]]
+
+
+def settled_copies(inbox: Path, folder: Path, names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Copies of inbox videos whose last write discover may trust (20 ms ago, with the settle
+    window shortened to that: the filesystems tests run on tick much faster)."""
+    from glave_tasks import discover as discover_module
+
+    folder.mkdir()
+    for n in names:
+        shutil.copy(inbox / n, folder / n)
+    monkeypatch.setattr(discover_module, "SETTLE_NS", 20_000_000)
+    time.sleep(0.02)
+    return str(folder)
+
+
+def test_local_inputs_are_read_again_only_when_their_stat_changed(
+        inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(tmp_path)
+    store = ArtifactStore(config.store.root)
+    src = tmp_path / "in"
+    discover(store, config, settled_copies(inbox, src, ("two_shot.mp4", "static.mp4", "blank_lead.mp4"),
+                                           monkeypatch), RUN)
+    # Between discover and ingest: one file is touched (same bytes), one edited in place with its
+    # size and mtime kept, one left alone.
+    st = os.stat(src / "static.mp4")
+    os.utime(src / "static.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    st = os.stat(src / "blank_lead.mp4")
+    with open(src / "blank_lead.mp4", "r+b") as fh:
+        fh.seek(st.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(st.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(src / "blank_lead.mp4", ns=(st.st_atime_ns, st.st_mtime_ns))
+    outcome = run_stage(build_stage("ingest", config), store, RUN, 0, show_progress=False)
+    ids = ids_by_name(store)
+    errors = rows(store, "errors")
+    assert [(e["video_id"], e["reason"]) for e in errors] == [(ids["blank_lead.mp4"], "input_changed")]
+    assert "blank_lead.mp4 changed after discover" in errors[0]["detail"]
+    assert sorted(outcome.marker["videos_ok"]) == sorted([ids["two_shot.mp4"], ids["static.mp4"]])
+    metrics = outcome.marker["metrics"]
+    assert metrics["input_hash_reused"] == 1  # two_shot: its bytes were not read before decoding
+    assert metrics["input_hash_recomputed"] == 2 and "input_hash_in_download" not in metrics
+
+
+def test_a_store_from_before_the_file_stat_columns_falls_back_to_hashing(
+        inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from glave_tasks.run import Run
+
+    config = make_config(tmp_path)
+    store = ArtifactStore(config.store.root)
+    names = ("two_shot.mp4", "static.mp4")
+    discover(store, config, settled_copies(inbox, tmp_path / "in", names, monkeypatch), RUN)
+    key = RunLayout(RUN).videos_table
+    older = store.read_table(key).drop_columns(["file_mtime_ns", "file_ctime_ns", "file_inode"])
+    buf = pa.BufferOutputStream()
+    pq.write_table(older, buf)
+    store.write_bytes(key, buf.getvalue().to_pybytes())
+    assert [v.file for v in Run(store, RUN).shard_videos(0)] == [None, None]
+    outcome = run_stage(build_stage("ingest", config), store, RUN, 0, show_progress=False)
+    assert len(outcome.marker["videos_ok"]) == 2 and not rows(store, "errors")
+    assert outcome.marker["metrics"]["input_hash_recomputed"] == 2 and "input_hash_reused" not in outcome.marker["metrics"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from glave_tasks import schemas
@@ -62,6 +63,9 @@ def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path:
     qa = record["scene_list"]["0"]["QA_pair"]["0"]
     assert set(qa) == {"Question", "Answer", "Dimension", "Options", "Answer_choices"}
     card = json.loads((out / "dataset_card.json").read_text())
+    # The inputs' stat at discover is run bookkeeping: the same inputs export the same videos table.
+    published = set(pq.read_schema(out / "parquet" / "videos.parquet").names)
+    assert published == set(schemas.VIDEOS.names) - set(schemas.UNPUBLISHED_COLUMNS["videos"])
     summary_file = tmp_path / "audit.json"
     assert main(["audit", str(out / "json"), "--json-out", str(summary_file), "--html-out", str(tmp_path / "a.html"),
                  "--store", store.root]) == 0
