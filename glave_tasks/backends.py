@@ -14,7 +14,7 @@ class is cheap enough for the Airflow side that renders pods.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, ClassVar
 
 from .contract import Resources
 from .errors import ConfigError
@@ -48,6 +48,11 @@ class Backend:
     """What a backend class declares about itself. ``config`` is what its constructor gets
     (detector: ``DetectorConfig``, segmenter: ``TrackConfig``, engine: ``EngineConfig``,
     similarity: ``IngestConfig``)."""
+
+    # Modules its work imports (inside its methods, so declaring them costs nothing): the warm
+    # launcher imports them once (those that start threads or a device at import excepted), and a
+    # stage whose work runs in pool workers warms its backends' (:class:`BackendImports`).
+    warm_imports: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def model_ids(cls, config: Any) -> dict[str, str]:
@@ -90,3 +95,26 @@ def resources(kind: str, name: str, config: Any) -> Resources:
     """The resources the configured backend declares."""
     res: Resources = load(kind, name).resources(config)
     return res
+
+
+def warm_imports(*kinds: str) -> tuple[str, ...]:
+    """What the registered backends of ``kinds`` (every kind when none is named) declare in
+    ``warm_imports``, in registry order, each once. Every registered backend counts, not only the
+    configured one: what imports them (a launcher, a run's pool) serves one environment, and
+    importing an installed but unused library costs only start-up time."""
+    out: list[str] = []
+    for kind in kinds or tuple(REGISTRY):
+        for name in REGISTRY.get(kind, {}):
+            out += [m for m in load(kind, name).warm_imports if m not in out]
+    return tuple(out)
+
+
+class BackendImports:
+    """A stage's ``warm_imports`` made of its own and its backends' (``kinds``), resolved when
+    read: stage classes are imported where backend modules should not be (DAG parsing)."""
+
+    def __init__(self, *kinds: str, own: tuple[str, ...] = ()) -> None:
+        self.kinds, self.own = kinds, own
+
+    def __get__(self, obj: object, owner: type | None = None) -> tuple[str, ...]:
+        return (*self.own, *(m for m in warm_imports(*self.kinds) if m not in self.own))

@@ -105,7 +105,9 @@ class Stage(ABC):
     # parallel.run_in_pool for the shard) and what runs around it is light: on one machine a run
     # processes this stage's shards side by side.
     work_in_pool: ClassVar[bool] = False
-    # Modules that work imports: a run imports them in its idle pool workers ahead of the stage.
+    # Modules that work imports, under any config: a run imports them in its idle pool workers
+    # ahead of the stage, and the warm launcher once for all its commands. A stage with backends
+    # lists theirs with backends.BackendImports.
     warm_imports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GlaveConfig) -> None:

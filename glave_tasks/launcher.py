@@ -2,9 +2,9 @@
 heavy libraries, instead of a fresh interpreter per command.
 
 On one machine every Airflow task is a ``glave`` command; a fresh interpreter spends seconds
-importing torch, Great Expectations, MLflow, OpenCV and PyAV before the stage does anything, and a
-run has a dozen such tasks per shard. The launcher is a small server on a Unix socket: it imports
-those libraries once, then for each request forks a child that becomes the command (its own
+importing MLflow, Arrow, Great Expectations, torch and OpenCV before the stage does anything, and
+a run has a dozen such tasks per shard. The launcher is a small server on a Unix socket: it
+imports those libraries once (:func:`preload_modules`), then for each request forks a child that becomes the command (its own
 session and process group, the caller's environment, working directory and arguments; its output
 goes to a pipe the caller handed over). The caller gets the child's pid at once and its exit status
 when it ends, so killing, timeouts and exit codes behave as for a subprocess. The launcher exits
@@ -36,15 +36,16 @@ from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
-# Imported once by the launcher; each is optional (an environment may lack some, e.g. the LLM
-# image has no Great Expectations). Libraries that start threads or devices at import (vLLM,
-# CUDA) are not here: a forked child must not inherit them.
-PRELOAD = (
+# What every command imports, whichever stage it runs: the CLI, config, the store and the runner,
+# prompts and reports, MLflow. The rest comes from the stages and backends (preload_modules).
+BASE_PRELOAD = (
     "numpy", "pyarrow", "pyarrow.parquet", "pyarrow.compute", "fsspec", "s3fs", "pydantic", "yaml", "click",
-    "av", "cv2", "scenedetect", "PIL.Image", "torch", "torchvision", "transformers", "sentence_transformers",
-    "ultralytics", "great_expectations", "mlflow", "openai", "jinja2",
-    "glave_tasks.cli", "glave_tasks.stages", "glave_tasks.runner", "glave_tasks.store",
+    "jinja2", "PIL.Image", "mlflow",
+    "glave_tasks.cli", "glave_tasks.stages", "glave_tasks.runner", "glave_tasks.store", "glave_tasks.mlflow_log",
 )
+# Never imported by the launcher, whoever declares them: they start threads, processes or a
+# device at import, and a forked child must not inherit those (a module or any of its submodules).
+NEVER_PRELOAD = ("vllm", "pycuda.autoinit")
 _HEADER = struct.Struct("!I")  # length of the JSON request that follows
 _STATUS = struct.Struct("!i")  # the child's pid, then its exit code (negative: killed by that signal)
 
@@ -75,16 +76,44 @@ def _code_stamp() -> str:
     return str(max((p.stat().st_mtime_ns for p in root.rglob("*.py")), default=0))
 
 
+def never_preloaded(module: str) -> bool:
+    return any(module == name or module.startswith(f"{name}.") for name in NEVER_PRELOAD)
+
+
+def preload_modules() -> tuple[str, ...]:
+    """What a launcher imports: :data:`BASE_PRELOAD`, then every registered stage's and every
+    registered backend's ``warm_imports``, each once, less :data:`NEVER_PRELOAD`.
+
+    Registered, not configured: one launcher serves an environment (an interpreter) whatever
+    config its commands name, and a library declared but not installed is skipped. Each entry is
+    optional: an environment may lack some (the LLM image has no Great Expectations)."""
+    from .backends import warm_imports
+    from .stages import stage_classes
+
+    declared = [*BASE_PRELOAD, *(m for cls in stage_classes().values() for m in cls.warm_imports), *warm_imports()]
+    return tuple(m for m in dict.fromkeys(declared) if not never_preloaded(m))
+
+
 # -- server --------------------------------------------------------------------------------------
-def serve(path: Path, idle_s: float = 300.0, preload: Sequence[str] = PRELOAD) -> None:
-    """Import ``preload``, then fork a child per request until idle for ``idle_s`` seconds, or
-    until the code it imported changed on disk (callers then start a launcher of their own)."""
+def serve(path: Path, idle_s: float = 300.0, preload: Sequence[str] | None = None) -> None:
+    """Import ``preload`` (:func:`preload_modules`), then fork a child per request until idle for
+    ``idle_s`` seconds, or until the code it imported changed on disk (callers then start a
+    launcher of their own)."""
     stamp = _code_stamp()
+    if preload is None:
+        try:
+            preload = preload_modules()
+        except Exception:  # noqa: BLE001 - a broken declaration slows commands down, it must not stop them
+            log.exception("launcher: stage and backend warm imports unavailable; preloading the base only")
+            preload = BASE_PRELOAD
     for name in preload:
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - a missing optional library only costs its import later
             log.info("launcher: not preloaded %s: %s", name, exc)
+    if threading.active_count() > 1:  # forked commands get none of these threads, only their locks
+        log.warning("launcher: preloading started threads %s; keep such modules out (NEVER_PRELOAD)",
+                    [t.name for t in threading.enumerate() if t is not threading.main_thread()])
     if path.exists():
         path.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

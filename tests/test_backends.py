@@ -31,6 +31,7 @@ class FakeDetector(Backend):
 
     backend = "fake"
     model_id = "fake-net@rev7"
+    warm_imports = ("fake_net_runtime",)
 
     @classmethod
     def model_ids(cls, config: DetectorConfig) -> dict[str, str]:
@@ -97,6 +98,14 @@ def test_registered_detector_resources_size_the_track_pod(fake_detector: GlaveCo
     for other in available():
         if other != "track":
             assert "nvidia.com/gpu" not in pods[other]["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_registered_detector_imports_are_warmed_for_track(fake_detector: GlaveConfig) -> None:
+    from glave_tasks.launcher import preload_modules
+    from glave_tasks.stages import stage_class
+
+    assert "fake_net_runtime" in stage_class("track").warm_imports  # idle pool workers of a run
+    assert "fake_net_runtime" in preload_modules()  # the warm launcher (skipped where not installed)
 
 
 def test_every_registered_backend_module_is_named_as_its_config_value() -> None:

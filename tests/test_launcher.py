@@ -96,3 +96,46 @@ def test_callers_that_differ_in_import_time_settings_get_different_launchers(env
 
     assert socket_path(env=env) == socket_path(env={**env, "AIRFLOW_CTX_TASK_ID": "track"})
     assert socket_path(env=env) != socket_path(env={**env, "HF_HUB_OFFLINE": "0" if env.get("HF_HUB_OFFLINE") == "1" else "1"})
+
+
+def test_the_launcher_preloads_what_every_registered_stage_and_backend_declares() -> None:
+    from glave_tasks import backends
+    from glave_tasks.launcher import BASE_PRELOAD, never_preloaded, preload_modules
+    from glave_tasks.stages import stage_classes
+
+    preload = preload_modules()
+    assert len(preload) == len(set(preload)) and preload[:len(BASE_PRELOAD)] == BASE_PRELOAD
+    for cls in stage_classes().values():
+        assert {m for m in cls.warm_imports if not never_preloaded(m)} <= set(preload), cls.name
+    for kind, names in backends.REGISTRY.items():
+        for name in names:
+            declared = backends.load(kind, name).warm_imports
+            assert {m for m in declared if not never_preloaded(m)} <= set(preload), (kind, name)
+    # The stages' real needs, each declared once where it is used.
+    assert {"great_expectations", "cv2", "ultralytics.trackers.byte_tracker", "sam2.build_sam", "openai"} <= set(preload)
+
+
+def test_libraries_that_start_threads_or_a_device_at_import_are_never_preloaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glave_tasks.backends import load
+    from glave_tasks.launcher import NEVER_PRELOAD, preload_modules
+    from glave_tasks.stages import stage_class
+
+    assert "vllm" in load("engine", "vllm").warm_imports  # declared by the engine that imports it...
+    monkeypatch.setattr(stage_class("qa"), "warm_imports", ("vllm.entrypoints.openai.api_server", "pycuda.autoinit"))
+    preload = preload_modules()
+    for module in preload:  # ...and by a stage, yet neither it nor a submodule reaches the launcher
+        assert not any(module == n or module.startswith(f"{n}.") for n in NEVER_PRELOAD), module
+    # Nor does anything that used to be preloaded for stages that no longer import it.
+    assert not {"torchvision", "transformers", "sentence_transformers"} & set(preload)
+
+
+def test_a_stage_or_backend_needing_a_heavy_import_declares_it_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glave_tasks import backends
+    from glave_tasks.launcher import preload_modules
+    from glave_tasks.stages import stage_class
+
+    monkeypatch.setattr(stage_class("bridge"), "warm_imports", ("json.tool",))
+    monkeypatch.setattr(backends.load("segmenter", "bytetrack"), "warm_imports", ("xml.dom.minidom",))
+    preload = preload_modules()
+    assert "json.tool" in preload and "xml.dom.minidom" in preload
+    assert "xml.dom.minidom" in stage_class("track").warm_imports  # the run's pool warms it for track too

@@ -31,6 +31,7 @@ class TrackStage(Stage):
     config_sections: ClassVar[tuple[str, ...]] = ("run", "track")
     timeout_min: ClassVar[int] = 240
     work_in_pool: ClassVar[bool] = True
+    warm_imports = backends.BackendImports("detector", "segmenter", own=("cv2",))  # cv2: frames and marks
 
     detector: Any = None
     segmenter: Any = None

@@ -164,3 +164,41 @@ def test_unreadable_frame_fails_only_that_video(tracked, tmp_path: Path) -> None
     assert vid not in outcome.marker["videos_ok"] and len(outcome.marker["videos_ok"]) == 2
     run_stage(build_stage("track", config), store, RUN, 0, force=True, show_progress=False)
     assert Run(store, RUN).commit("track", 0)["videos_failed"] == 0
+
+
+_IMPORTED = """
+import importlib, json, sys
+from pathlib import Path
+import numpy as np
+from glave_tasks.config import load_config
+from glave_tasks.stages import build_stage, stage_class
+from glave_tasks.vision.types import Detection, VideoFrames
+
+before = set(sys.modules)
+if sys.argv[1] == "warm":
+    for module in stage_class("track").warm_imports:
+        importlib.import_module(module)
+else:  # the default backends at work: detect, then track boxes
+    stage = build_stage("track", load_config(environ={}))
+    stage.setup()
+    video = VideoFrames("v", [np.zeros((240, 320, 3), np.uint8)] * 4, [Path(f"{i}.jpg") for i in range(4)], [0] * 4)
+    stage.detector.detect(video)
+    stage.segmenter.track(video, [[Detection((10.0 + 4 * f, 20.0, 50.0 + 4 * f, 60.0), 0.9, "person")] for f in range(4)])
+print(json.dumps(sorted({m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names))))
+"""
+
+
+def test_warm_imports_cover_what_the_default_backends_import_at_work() -> None:
+    """A run's idle pool workers and the warm launcher import ``warm_imports``: every library the
+    CPU default (classical detector, BYTETracker) loads while it works is among them."""
+    import subprocess
+    import sys
+
+    def libraries(mode: str) -> set[str]:
+        out = subprocess.run([sys.executable, "-c", _IMPORTED, mode], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    at_work = libraries("work")
+    assert {"cv2", "ultralytics", "torch"} <= at_work
+    assert at_work <= libraries("warm")

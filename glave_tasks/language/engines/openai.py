@@ -36,6 +36,7 @@ MAX_RETRY_AFTER_S = 30.0
 
 class OpenAIEngine(ServedModel):
     generator = "openai"
+    warm_imports = ("openai",)
     # Off for a vLLM server on CPU, which cannot seed single requests (model_server.connect).
     per_request_seed = True
 

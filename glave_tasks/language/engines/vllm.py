@@ -30,6 +30,7 @@ def _is_length_error(exc: Exception) -> bool:
 
 class VLLMEngine(ServedModel):
     generator = "vllm"
+    warm_imports = ("vllm",)  # it starts threads at import: the launcher leaves it out (NEVER_PRELOAD)
 
     @classmethod
     def resources(cls, config: EngineConfig) -> Resources:

@@ -46,6 +46,7 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
 
 class ClassicalDetector(Backend):
     backend = "classical"
+    warm_imports = ("cv2",)
 
     @classmethod
     def model_ids(cls, config: DetectorConfig) -> dict[str, str]:

@@ -23,6 +23,7 @@ from ..types import Detection, VideoFrames
 
 class UltralyticsDetector(Backend):
     backend = "ultralytics"
+    warm_imports = ("ultralytics.models",)  # what `from ultralytics import YOLO` loads
 
     @classmethod
     def model_ids(cls, config: DetectorConfig) -> dict[str, str]:

@@ -21,6 +21,7 @@ from ..types import Detection, TrackedObject, VideoFrames, box_mask
 
 class ByteTrackSegmenter(Backend):
     backend = "bytetrack"
+    warm_imports = ("ultralytics.engine.results", "ultralytics.trackers.byte_tracker")
     model_id: str | None = None
 
     @classmethod

@@ -57,6 +57,7 @@ from ..types import Detection, TrackedObject, VideoFrames, mask_box
 
 class Sam2Propagator(Backend):
     backend = "sam2"
+    warm_imports = ("sam2.build_sam", "ultralytics.trackers.utils.matching")  # the model; mask ID matching
 
     @classmethod
     def model_ids(cls, config: TrackConfig) -> dict[str, str]:
