@@ -98,3 +98,6 @@ with DAG(
     shards >> publish
     if server_start is not None and server_stop is not None:
         server_stop.as_teardown(setups=server_start)  # runs even when shards failed
+        # MLflow gets the server's engine starts once it is gone: the local record's final state,
+        # or what the Kubernetes teardown read from the server pods (logged to the same run).
+        server_stop >> mlflow_log

@@ -155,8 +155,7 @@ def model_name(stage: str, key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", f"glave-{stage}-{key}")
 
 
-def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str, Any]:
-    """Log one pipeline run to MLflow (idempotent); returns the MLflow run ids and what was logged."""
+def _client(config: GlaveConfig, run_id: str) -> Any:
     validate_run_id(run_id)  # before any MLflow call: the id becomes a tag and a search value
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
@@ -164,19 +163,41 @@ def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str,
     uri = config.mlflow.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _pipeline_run(client: Any, exp_id: str, config: GlaveConfig, run_id: str, store_root: str) -> str:
+    """The MLflow run of pipeline run ``run_id``, created on first use."""
+    parent = _find_run(client, exp_id, {RUN_TAG: run_id, STAGE_TAG: "pipeline"})
+    if parent is None:
+        parent = client.create_run(exp_id, run_name=run_id, tags={
+            RUN_TAG: run_id, STAGE_TAG: "pipeline", "glave.store": store_root,
+            "glave.pipeline_version": config.run.pipeline_version,
+        })
+    return str(parent.info.run_id)
+
+
+def log_model_server(config: GlaveConfig, run_id: str, metrics: dict[str, float], *, store_root: str) -> str:
+    """Log what the run's model server reported (``engine_starts``, ``startup_s``) as
+    ``model_server.*`` metrics of the pipeline's MLflow run, where :func:`log_run` puts a local
+    server's from its record. For a server whose record is not in the store: the Kubernetes
+    Deployment, counted by its teardown. Returns the MLflow run id."""
+    client = _client(config, run_id)
+    parent_id = _pipeline_run(client, _experiment_id(client, config), config, run_id, store_root)
+    _log_metrics(client, parent_id, {f"model_server.{k}": v for k, v in metrics.items()})
+    return parent_id
+
+
+def log_run(store: ArtifactStore, config: GlaveConfig, run_id: str) -> dict[str, Any]:
+    """Log one pipeline run to MLflow (idempotent); returns the MLflow run ids and what was logged."""
+    client = _client(config, run_id)
+    uri = config.mlflow.tracking_uri
     exp_id = _experiment_id(client, config)
     run = Run(store, run_id)
     manifest = run.manifest
     shards = run.shards
 
-    parent = _find_run(client, exp_id, {RUN_TAG: run_id, STAGE_TAG: "pipeline"})
-    if parent is None:
-        parent = client.create_run(exp_id, run_name=run_id, tags={
-            RUN_TAG: run_id, STAGE_TAG: "pipeline", "glave.store": store.root,
-            "glave.pipeline_version": config.run.pipeline_version,
-        })
-    parent_id = parent.info.run_id
+    parent_id = _pipeline_run(client, exp_id, config, run_id, store.root)
     config_json = config.model_dump(mode="json", by_alias=True)
     params = {k: v for s in config_sections() for k, v in flatten(config_json[s], f"{s}.").items()}
     params["run.input_uri"] = manifest.get("input_uri", "")

@@ -4,6 +4,10 @@ Kubernetes: a Deployment (one replica, the LLM image, the GPU, a readiness probe
 ``/health``) and a ClusterIP Service named after the run; the setup task applies both and waits
 until the Deployment is available, the teardown task deletes them (teardowns run even when the
 shards failed). Stage pods reach it at :func:`glave_tasks.language.model_server.service_url`.
+Before deleting, the teardown reads the server pods' container status: every restart of the
+server container is another engine start (weights loaded again, CUDA graphs captured again), and
+the run's MLflow run gets ``model_server.engine_starts`` and ``model_server.startup_s`` as a local
+server's record gives them (:func:`server_starts`).
 Embedded default: ``glave model-server start|stop`` as local subprocesses (a ``vllm serve``
 process of the LLM environment).
 """
@@ -11,6 +15,7 @@ process of the LLM environment).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -20,6 +25,7 @@ from glave_tasks.contract import Resources
 from glave_tasks.language.model_server import SERVICE_PORT, served_name, service_name
 
 SERVER_LABEL = "glave.io/model-server"
+CONTAINER = "vllm"  # the server container of the Deployment's pods
 
 
 def server_resources(config: GlaveConfig) -> Resources:
@@ -56,7 +62,7 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
     probe = k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"),
                         period_seconds=10, timeout_seconds=5, failure_threshold=3)
     container = k8s.V1Container(
-        name="vllm", image=image_for(config, "llm"), image_pull_policy=k.image_pull_policy,
+        name=CONTAINER, image=image_for(config, "llm"), image_pull_policy=k.image_pull_policy,
         command=["glave"], args=args,
         ports=[k8s.V1ContainerPort(name="http", container_port=SERVICE_PORT, protocol="TCP")],
         env=[k8s.V1EnvVar(name=n, value=v) for n, v in sorted(env_vars(config).items())],
@@ -99,18 +105,51 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
     return [client.sanitize_for_serialization(deployment), client.sanitize_for_serialization(service)]
 
 
+def server_starts(pods: Sequence[Any]) -> dict[str, float]:
+    """Engine starts of the run's server, from its pods (``V1Pod``) as the API server reports them.
+
+    A pod whose server container ran counts ``restartCount + 1``: the kubelet restarts a
+    container that exited or failed its liveness probe, and each start loads the engine again.
+    A pod still waiting for its first start (scheduling, image pull) counts nothing. A pod the
+    Deployment replaced and that is gone from the API (its node lost) is not seen.
+    ``startup_s``, when known: from the start of the newest ready pod (its container's current
+    start after a restart) to its Ready condition, the time a local server's record measures."""
+    starts = 0
+    newest: Any = None
+    startup: float | None = None
+    for pod in pods:
+        status = pod.status
+        container = next((c for c in (status.container_statuses or []) if c.name == CONTAINER), None)
+        if container is None:
+            continue
+        state = container.state
+        if not (container.restart_count or (state and (state.running or state.terminated))):
+            continue
+        starts += container.restart_count + 1
+        ready = next((c for c in (status.conditions or []) if c.type == "Ready" and c.status == "True"), None)
+        begun = status.start_time if not container.restart_count else (
+            state.running.started_at if state and state.running else None)
+        if ready is not None and ready.last_transition_time and begun and (newest is None or begun > newest):
+            newest, startup = begun, (ready.last_transition_time - begun).total_seconds()
+    out: dict[str, float] = {"engine_starts": float(starts)}
+    if startup is not None:
+        out["startup_s"] = round(startup, 3)
+    return out
+
+
 class ModelServerOperator(BaseOperator):
     """Setup (``action="start"``) or teardown (``"stop"``) of the run's server in Kubernetes."""
 
-    template_fields = ("run_id", "config_uri")
+    template_fields = ("run_id", "config_uri", "store_uri")
     ui_color = "#f3e8f8"
 
     def __init__(self, *, glave_config: GlaveConfig, action: str, run_id: str, config_uri: str | None = None,
-                 **kwargs: Any) -> None:
+                 store_uri: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if action not in ("start", "stop"):
             raise ValueError(f"action must be start or stop, not {action!r}")
         self.glave_config, self.action, self.run_id, self.config_uri = glave_config, action, run_id, config_uri
+        self.store_uri = store_uri  # tags the run's MLflow run when the teardown is the first to log to it
 
     def _apis(self) -> tuple[Any, Any]:
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
@@ -120,6 +159,18 @@ class ModelServerOperator(BaseOperator):
         api = KubernetesHook(conn_id=k.kubernetes_conn_id, in_cluster=k.in_cluster).api_client
         return client.AppsV1Api(api), client.CoreV1Api(api)
 
+    def _log_mlflow(self, metrics: dict[str, float]) -> None:
+        """``model_server.*`` metrics on the run's MLflow run (the one ``glave mlflow-log`` logs to)."""
+        if not self.glave_config.mlflow.enabled:
+            return
+        from glave_tasks.mlflow_log import log_model_server
+
+        store = self.store_uri if self.store_uri not in (None, "", "None") else self.glave_config.store.root
+        try:
+            log_model_server(self.glave_config, str(self.run_id), metrics, store_root=str(store))
+        except Exception:  # noqa: BLE001 - the server is gone either way; the numbers stay in this log
+            self.log.exception("model server metrics not logged to MLflow: %s", metrics)
+
     def execute(self, context: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
@@ -127,14 +178,21 @@ class ModelServerOperator(BaseOperator):
         ns = self.glave_config.orchestration.k8s.namespace
         name = service_name(str(self.run_id))
         if self.action == "stop":
+            # The pods first: deleting the Deployment deletes them, and their status with them.
+            pods = core.list_namespaced_pod(ns, label_selector=f"{SERVER_LABEL}={name}").items
+            # No pod at all: a repeated teardown after the delete, or a setup that never got that
+            # far. Nothing is known then, and nothing is logged over what an earlier one logged.
+            metrics = server_starts(pods) if pods else {}
             for delete in (apps.delete_namespaced_deployment, core.delete_namespaced_service):
                 try:
                     delete(name, ns)
                 except ApiException as exc:
                     if exc.status != 404:
                         raise
-            self.log.info("model server %s deleted", name)
-            return None
+            self.log.info("model server %s deleted (%s)", name, ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
+            if metrics:
+                self._log_mlflow(metrics)
+            return {"service": name, **metrics}
         config_uri = self.config_uri if self.config_uri not in (None, "", "None") else None
         deployment, service = server_manifests(self.glave_config, str(self.run_id), config_uri)
         for create, replace, body in ((apps.create_namespaced_deployment, apps.replace_namespaced_deployment, deployment),
@@ -162,7 +220,7 @@ def model_server_task(config: GlaveConfig, action: str, *, run_id: str, config_u
     task_id = f"model_server_{action}"
     if config.orchestration.executor == "kubernetes":
         return ModelServerOperator(task_id=task_id, glave_config=config, action=action, run_id=run_id,
-                                   config_uri=config_uri, **airflow_kwargs)
+                                   config_uri=config_uri, store_uri=store_uri, **airflow_kwargs)
     from .factory import glave_task
 
     return glave_task(config, task_id=task_id, subcommand=["model-server", action], run_id=run_id,

@@ -341,7 +341,8 @@ def describe(config: GlaveConfig, store: ArtifactStore, run_id: str) -> tuple[di
     """MLflow parameters and metrics of the run's server (none when the run had no server).
 
     A local server is described by its record (flags as launched, start time, engine starts);
-    a Kubernetes server by the flags its Deployment is rendered with."""
+    a Kubernetes server by the flags its Deployment is rendered with (its engine starts are
+    logged by the DAG's teardown task, which reads them from the server pods)."""
     record = read_record(store, run_id)
     if record is None:
         if not server_needed(config) or config.orchestration.executor != "kubernetes":

@@ -18,7 +18,7 @@ from glave_tasks.language.model_server import SERVICE_PORT, service_name
 from operators.model_server import server_manifests
 from operators.render import config_for, render_pods
 from tests.support import ROOT
-from tests.support.k8s_api import RecordingApiClient, allowed, granted, rbac_view, selects
+from tests.support.k8s_api import RecordingApiClient, allowed, granted, rbac_view, selects, server_pod_status
 
 OVERLAYS = ["dev", "prod"]
 
@@ -125,6 +125,8 @@ def _record_operator(config: GlaveConfig, action: str, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(mso.ModelServerOperator, "_apis", lambda self: (client.AppsV1Api(api), client.CoreV1Api(api)))
     monkeypatch.setattr("operators.model_server.time.sleep", lambda s: None)  # the status poll interval
+    # The teardown's MLflow logging is not the cluster's business (tests/operators/test_model_server.py).
+    monkeypatch.setattr("glave_tasks.mlflow_log.log_model_server", lambda *a, **k: "mlflow-run")
     op = mso.ModelServerOperator(task_id=f"model_server_{action}", glave_config=config, action=action,
                                  run_id="nightly-2026-01-01", config_uri="/etc/glave/config.yaml")
     return op.execute(context={})
@@ -135,7 +137,8 @@ def test_model_server_role_grants_exactly_what_setup_and_teardown_call(overlay: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The setup and teardown operator runs against the real client library on a recording API:
     a first start (the status polled until a replica is available), a retried start (both
-    objects already there), a teardown, and a second teardown (both objects gone)."""
+    objects already there), a teardown (the server pods listed for their engine starts), and a
+    second teardown (both objects gone)."""
     docs = kustomize(overlay)
     role = _named(docs, "Role", "glave-model-server-launcher")
     binding = _named(docs, "RoleBinding", "glave-model-server-launcher")
@@ -146,11 +149,12 @@ def test_model_server_role_grants_exactly_what_setup_and_teardown_call(overlay: 
     assert _record_operator(config, "start", monkeypatch, first)["service"] == service_name("nightly-2026-01-01")
     retried = RecordingApiClient(fail={("create", "deployments"): 409, ("create", "services"): 409})
     _record_operator(config, "start", monkeypatch, retried)
-    _record_operator(config, "stop", monkeypatch, first)
-    _record_operator(config, "stop", monkeypatch, RecordingApiClient(fail={("delete", "deployments"): 404,
-                                                                          ("delete", "services"): 404}))
-    calls = first.calls + retried.calls
-    assert {c.verb for c in calls} >= {"create", "update", "patch", "get", "delete"}
+    first.add_pods(service_name("nightly-2026-01-01"), [server_pod_status(restarts=1)])
+    assert _record_operator(config, "stop", monkeypatch, first)["engine_starts"] == 2
+    gone = RecordingApiClient(fail={("delete", "deployments"): 404, ("delete", "services"): 404})
+    assert "engine_starts" not in _record_operator(config, "stop", monkeypatch, gone)
+    calls = first.calls + retried.calls + gone.calls
+    assert {c.verb for c in calls} >= {"create", "update", "patch", "get", "list", "delete"}
     assert not first.objects  # the teardown removed what the setup made
     namespace = next(d for d in docs if d["kind"] == "Namespace")["metadata"]["name"]
     for call in calls:

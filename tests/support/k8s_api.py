@@ -69,7 +69,9 @@ class RecordingApiClient(ApiClient):  # type: ignore[misc]  # the client library
 
     ``fail`` maps ``(verb, resource)`` to an HTTP status returned once (409 for a create that
     finds the object already there, 404 for a delete of something gone). ``available_after``:
-    how many status reads report no available replica before one does.
+    how many status reads report no available replica before one does. A Deployment's pods are
+    what :meth:`add_pods` puts there (the controller and the kubelet are not simulated); they go
+    with their Deployment, as garbage collection removes them.
     """
 
     def __init__(self, *, fail: dict[tuple[str, str], int] | None = None, available_after: int = 0) -> None:
@@ -100,14 +102,45 @@ class RecordingApiClient(ApiClient):  # type: ignore[misc]  # the client library
             self.objects[path] = body
             return _Response(200, body)
         if call.verb == "delete":
-            self.objects.pop(path, None)
+            gone = self.objects.pop(path, None)
+            if gone is not None and call.resource == "deployments":
+                for key in self._pods(call.namespace, gone["spec"]["selector"]):
+                    del self.objects[key]
             return _Response(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+        if call.verb == "list" and call.resource == "pods":
+            wanted = dict(query_params or []).get("labelSelector", "")
+            selector = {"matchLabels": dict(term.split("=", 1) for term in wanted.split(",") if term)}
+            assert all("!" not in v and "=" not in v for v in selector["matchLabels"].values()), wanted
+            items = [self.objects[key] for key in self._pods(call.namespace, selector)]
+            return _Response(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
         if call.verb == "get" and call.resource.endswith("/status"):
             obj = self.objects[path.rsplit("/", 1)[0]]
             ready = 0 if self.unavailable_reads > 0 else 1
             self.unavailable_reads -= 1
             return _Response(200, {**obj, "status": {"replicas": 1, "availableReplicas": ready}})
         raise AssertionError(f"unexpected request {method} {url}")
+
+
+    def _pods(self, namespace: str | None, selector: dict[str, Any]) -> list[str]:
+        prefix = f"/api/v1/namespaces/{namespace}/pods/"
+        return [key for key, obj in self.objects.items()
+                if key.startswith(prefix) and selects(selector, obj["metadata"].get("labels") or {})]
+
+    def add_pods(self, deployment: str, statuses: list[dict[str, Any]]) -> list[str]:
+        """Pods of the Deployment named ``deployment`` (created before), one per pod ``status``
+        as the kubelet reports it; returns their names."""
+        (obj,) = [o for k, o in self.objects.items() if "/deployments/" in k and o["metadata"]["name"] == deployment]
+        meta = obj["metadata"]
+        names = []
+        for i, status in enumerate(statuses):
+            name = f"{deployment}-{i}"
+            self.objects[f"/api/v1/namespaces/{meta['namespace']}/pods/{name}"] = {
+                "apiVersion": "v1", "kind": "Pod", "status": status,
+                "metadata": {"name": name, "namespace": meta["namespace"],
+                             "labels": obj["spec"]["template"]["metadata"]["labels"]},
+            }
+            names.append(name)
+        return names
 
 
 def allowed(call: ApiCall, rules: list[dict[str, Any]]) -> bool:
@@ -141,3 +174,24 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         if not ok:
             return False
     return True
+
+
+def server_pod_status(*, restarts: int = 0, started: str | None = "2026-01-01T00:00:00Z",
+                      container_started: str | None = None, ready_at: str | None = "2026-01-01T00:02:30Z",
+                      running: bool = True) -> dict[str, Any]:
+    """A model server pod's status as the kubelet reports it. ``started``: the pod's start;
+    ``container_started``: its container's current start (after ``restarts`` restarts);
+    ``ready_at``: when it last turned Ready (None: not ready); ``running``: False for a pod still
+    waiting for its first container start (an image pull)."""
+    container: dict[str, Any] = {"name": "vllm", "image": "glave-llm", "imageID": "", "ready": ready_at is not None,
+                                 "restartCount": restarts}
+    if running:
+        container["state"] = {"running": {"startedAt": container_started or started}}
+    else:
+        container["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    status: dict[str, Any] = {"phase": "Running" if running else "Pending", "containerStatuses": [container],
+                              "conditions": [{"type": "Ready", "status": "True" if ready_at else "False",
+                                              "lastTransitionTime": ready_at or started}]}
+    if started:
+        status["startTime"] = started
+    return status
