@@ -104,6 +104,10 @@ class IngestConfig(Section):
     blank_luma_threshold: float = Field(8.0, ge=0)
     blank_std_threshold: float = Field(4.0, ge=0)
     cut_threshold: float = Field(27.0, gt=0)
+    # Width of the shrunk stream PySceneDetect's ContentDetector scores (its own downscale rule,
+    # this in place of its 256 px). The score is a per-pixel mean, so a hard cut scores about the
+    # same at 160 px as at full size, while the detector's cost grows with the pixel count.
+    cut_analysis_width: int = Field(160, ge=32)
     min_scene_len_frames: int = Field(8, ge=1)
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scenedetect.scene_manager import compute_downscale_factor
 
 
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -18,11 +19,13 @@ def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
     return w, h
 
 
-def analysis_size(width: int, height: int, effective_width: int = 256) -> tuple[int, int]:
-    """The size PySceneDetect would downscale to (integer factor, ~256 px wide): cut scores
-    stay in the range its default threshold was tuned for, at a fraction of the cost."""
-    factor = max(1, width // effective_width)
-    return max(2, width // factor), max(2, height // factor)
+def analysis_size(width: int, height: int, effective_width: int = 160) -> tuple[int, int]:
+    """The cut detector's frame size, by PySceneDetect's own downscale rule
+    (``effective_width`` in place of its ``DEFAULT_MIN_WIDTH``). ContentDetector's score is a
+    per-pixel mean, so it stays in the range its default threshold was tuned for. Even sides:
+    the analysis frame is built as 4:2:0."""
+    factor = compute_downscale_factor(max(width, height), effective_width)
+    return max(2, round(width / factor / 2) * 2), max(2, round(height / factor / 2) * 2)
 
 
 def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:

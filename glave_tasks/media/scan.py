@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import av
 import cv2
+import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..config import IngestConfig
@@ -80,22 +83,18 @@ def scan_video(
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
         raise P.classify_open_failure(path, exc) from None
-    with container:
+    # A failing video stops its writer too: no sample of it is written after the scan ends.
+    with container, DenseWriter(put_image, cfg.jpeg_quality) as writer:
         probe = P.probe_container(container, path, cfg)
         stream = container.streams.video[0]
         if decode_threads:
             stream.thread_type = "AUTO"  # frame + slice threads: decode is most of ingest's cost
         fps = probe.fps if probe.fps > 0 else 25.0
         out_w, out_h = fit_within(probe.width, probe.height, cfg.frame_max_side)
-        ana_w, ana_h = analysis_size(probe.width, probe.height)
-        # A source kept at its own size (max side <= frame_max_side, the usual case): each frame
-        # is converted to BGR once, unscaled, and shrunk for the cut detector with OpenCV, the
-        # way PySceneDetect prepares frames itself (cv2.resize, linear); a dense sample is that
-        # same array. A larger source is scaled by swscale straight to the analysis size (a
-        # full-size BGR copy of every HD frame costs more than it saves) and to the output size
-        # for dense samples alone. One reformatter per use: swscale contexts are built once.
-        to_bgr, to_output = VideoReformatter(), VideoReformatter()
-        unscaled = (out_w, out_h) == (probe.width, probe.height)
+        ana_w, ana_h = analysis_size(probe.width, probe.height, cfg.cut_analysis_width)
+        # Every frame is shrunk for the cut detector; only dense samples are converted at the
+        # output size (one reformatter each: swscale contexts are built once).
+        to_analysis, to_output = VideoReformatter(), VideoReformatter()
         dense_grid = SampleGrid(cfg.dense_interval_s, fps)
         stride = candidate_stride(cfg)
         cuts = CutDetector(fps, cfg.cut_threshold, cfg.min_scene_len_frames)
@@ -121,13 +120,7 @@ def scan_video(
                 if on_progress is not None and int(t) != int(last_t):
                     on_progress(t)
                 last_t = t
-                full: Any = None
-                if unscaled:
-                    full = to_bgr.reformat(frame, format="bgr24").to_ndarray()
-                    small = full if full.shape[:2] == (ana_h, ana_w) else cv2.resize(
-                        full, (ana_w, ana_h), interpolation=cv2.INTER_LINEAR)
-                else:
-                    small = to_bgr.reformat(frame, width=ana_w, height=ana_h, format="bgr24").to_ndarray()
+                small = analysis_bgr(frame, to_analysis, ana_w, ana_h)
                 cuts.process(frame_index, small)
                 blank = is_blank(small, cfg.blank_luma_threshold, cfg.blank_std_threshold)
                 if first_content is None and not blank:
@@ -138,10 +131,9 @@ def scan_video(
                 if not dense_grid.due(t):
                     continue
                 sample_index = len(dense)
-                bgr = full if full is not None and full.shape[:2] == (out_h, out_w) else _output_bgr(
-                    to_output, frame, out_w, out_h)
-                key = put_image(encode_jpeg(bgr, cfg.jpeg_quality), sample_index)
-                dense.append(DenseSample(sample_index, frame_index, round(t, 6), key))
+                bgr = _output_bgr(to_output, frame, out_w, out_h)
+                writer.put(bgr, sample_index)
+                dense.append(DenseSample(sample_index, frame_index, round(t, 6), ""))
                 if not blank:
                     content_sample = (dense[-1], bgr)
                 if sample_index % stride:
@@ -151,7 +143,7 @@ def scan_video(
                     if blank:
                         continue
                     content_candidate_seen = True
-                selector.add(Candidate(sample_index, frame_index, round(t, 6), key, out_w, out_h,
+                selector.add(Candidate(sample_index, frame_index, round(t, 6), "", out_w, out_h,
                                        cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
         except av.FFmpegError as exc:
             if frame_index < 0:
@@ -184,12 +176,17 @@ def scan_video(
             if selector.wants_tail(sample.timestamp_s, cfg.candidate_interval_s):
                 if tail_bgr is None:
                     tail_bgr = _output_bgr(to_output, tail_frame, out_w, out_h)
-                    sample.image_key = put_image(encode_jpeg(tail_bgr, cfg.jpeg_quality), sample.sample_index)
+                    writer.put(tail_bgr, sample.sample_index)
                     dense.append(sample)
                 selector.add_tail(Candidate(sample.sample_index, sample.frame_index, sample.timestamp_s,
-                                            sample.image_key, out_w, out_h, cv2.cvtColor(tail_bgr, cv2.COLOR_BGR2RGB)))
+                                            "", out_w, out_h, cv2.cvtColor(tail_bgr, cv2.COLOR_BGR2RGB)))
         tail = content_sample = None  # drop the frame references before the container closes
+        keys = writer.finish()
+    for d in dense:
+        d.image_key = keys[d.sample_index]
     keyframes = selector.keyframes
+    for k in keyframes:
+        k.image_key = keys[k.sample_index]
     # The jump from a blank leader into the first picture is not a shot cut.
     cut_frames = [c for c in cuts.finish() if c > first_content_frame]
     mapped, shots = map_cuts(cut_frames, [k.frame_index for k in keyframes])
@@ -206,6 +203,77 @@ def scan_video(
 def _output_bgr(reformatter: VideoReformatter, frame: av.VideoFrame, width: int, height: int) -> Any:
     """The frame as a BGR array at the output size (area-averaged when it shrinks)."""
     return reformatter.reformat(frame, width=width, height=height, format="bgr24", interpolation="AREA").to_ndarray()
+
+
+def analysis_bgr(frame: av.VideoFrame, reformatter: VideoReformatter, width: int, height: int) -> np.ndarray:
+    """The frame shrunk to the cut detector's size, as BGR. For 8-bit 4:2:0 video (nearly all of
+    it) the decoder's planes are point-sampled in place and converted at the small size (OpenCV's
+    BT.601 video-range I420 conversion, swscale's default for such video): a swscale shrink reads
+    and filters the whole frame, several times the cost of the detector's own work. Other formats
+    go through swscale. ``width`` and ``height`` are even."""
+    if frame.format.name != "yuv420p":
+        return reformatter.reformat(frame, width=width, height=height, format="bgr24",
+                                    interpolation="FAST_BILINEAR").to_ndarray()
+    y, u, v = (_plane(frame, i) for i in range(3))
+    i420 = np.empty((height * 3 // 2, width), np.uint8)
+    cw, ch = width // 2, height // 2
+    cv2.resize(y, (width, height), dst=i420[:height], interpolation=cv2.INTER_NEAREST)
+    chroma = i420[height:].reshape(2, ch, cw)  # U then V, each a quarter of the luma plane
+    cv2.resize(u, (cw, ch), dst=chroma[0], interpolation=cv2.INTER_NEAREST)
+    cv2.resize(v, (cw, ch), dst=chroma[1], interpolation=cv2.INTER_NEAREST)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+
+
+def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
+    """A view of one plane of the decoded frame (no copy; rows padded to the line size)."""
+    plane = frame.planes[index]
+    rows: np.ndarray = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, :plane.width]
+
+
+class DenseWriter:
+    """Dense samples are JPEG-encoded and stored on one background thread while decoding goes on
+    (OpenCV's encoder and the store's writes release the GIL; a remote store's round trips
+    overlap the decode). At most ``depth`` samples wait, so memory stays bounded and a failing
+    write stops the scan at the next sample, not at the end. Writes happen in submission order."""
+
+    def __init__(self, put_image: PutImage, quality: int, depth: int = 8) -> None:
+        self._put, self._quality, self._depth = put_image, quality, depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dense-writer")
+        self._pending: deque[tuple[int, Future[str]]] = deque()
+        self._keys: dict[int, str] = {}
+
+    def put(self, bgr: np.ndarray, sample_index: int) -> None:
+        self._pending.append((sample_index, self._pool.submit(self._write, bgr, sample_index)))
+        while len(self._pending) > self._depth:
+            self._collect()
+
+    def finish(self) -> dict[int, str]:
+        """Wait for every write; the stored key of each sample. Raises the first write's error."""
+        try:
+            while self._pending:
+                self._collect()
+        finally:
+            self.abandon()
+        return self._keys
+
+    def abandon(self) -> None:
+        """Stop: queued writes are dropped, a running one is waited for (no write outlives the scan)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+
+    def __enter__(self) -> DenseWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abandon()
+
+    def _collect(self) -> None:
+        index, future = self._pending.popleft()
+        self._keys[index] = future.result()
+
+    def _write(self, bgr: np.ndarray, sample_index: int) -> str:
+        return self._put(encode_jpeg(bgr, self._quality), sample_index)
 
 
 def _frame_time(frame: av.VideoFrame, start_s: float, index: int, fps: float) -> float:

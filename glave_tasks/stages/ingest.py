@@ -25,6 +25,8 @@ class IngestStage(Stage):
     config_sections: ClassVar[tuple[str, ...]] = ("run", "ingest")
     timeout_min: ClassVar[int] = 60
     work_in_pool: ClassVar[bool] = True
+    # The decode pass and its cut detector, plus what the similarity backends import.
+    warm_imports = backends.BackendImports("similarity", own=("av", "cv2", "scenedetect", "glave_tasks.media.scan"))
 
     _backend: Any = None
 

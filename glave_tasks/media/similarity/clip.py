@@ -19,6 +19,7 @@ class ClipSimilarity(Backend):
     pooled, post-layernormed or projected embedding), compared by cosine."""
 
     batch_size = 16
+    warm_imports = ("transformers",)
 
     @classmethod
     def model_ids(cls, config: Any) -> dict[str, str]:
