@@ -7,8 +7,8 @@ Files: the bundled Big Buck Bunny clip (5.3 s, 1280x720, 25 fps, H.264; Blender 
 3.0) played ``--loops`` times into one file (stream copy, 1280x720) and re-encoded at 640x360 (the
 size of the method's source videos), so the decoder sees real, varied content for 85 s.
 Columns: ``ffmpeg -i F -f null -`` (the ffmpeg binary the ``imageio-ffmpeg`` wheel ships, or one
-on PATH), PyAV decode-only (same threading as ingest, no pixel conversion), and the ingest pass
-(decode, cut detection on the downscaled stream, dense JPEGs, keyframe selection). Ratios are
+on PATH), PyAV decode-only (the decoder threads ingest gives the file, no pixel conversion), and
+the ingest pass (decode, cut detection on the downscaled stream, dense JPEGs, keyframe selection). Ratios are
 ingest time / baseline time (lower is better; 1.0 = as fast as decoding alone). Then the whole
 ingest stage over ``--videos`` such files in one shard, as a pod runs it (per-video process pool
 sized by the stage's CPUs). Best of ``--repeat`` runs: the build machines are shared.
@@ -35,7 +35,7 @@ import av  # noqa: E402
 from glave_tasks import backends  # noqa: E402
 from glave_tasks.config import load_config  # noqa: E402
 from glave_tasks.discover import discover  # noqa: E402
-from glave_tasks.media.scan import scan_video  # noqa: E402
+from glave_tasks.media.scan import CODEC_THREADS_MIN_PIXELS, scan_video  # noqa: E402
 from glave_tasks.parallel import cpu_workers  # noqa: E402
 from glave_tasks.runner import run_stage  # noqa: E402
 from glave_tasks.stages import build_stage  # noqa: E402
@@ -54,7 +54,8 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 def decode_only(path: Path) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if stream.codec_context.width * stream.codec_context.height >= CODEC_THREADS_MIN_PIXELS:
+            stream.thread_type = "AUTO"  # as ingest decodes the file
         return sum(1 for _ in container.decode(stream))
 
 

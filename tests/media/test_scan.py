@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -12,7 +13,7 @@ from av.video.reformatter import VideoReformatter
 
 from glave_tasks.config import load_config
 from glave_tasks.media.frame_sampling import analysis_size
-from glave_tasks.media.scan import DenseWriter, analysis_bgr, scan_video
+from glave_tasks.media.scan import DenseWriter, analysis_bgr, decoded_frames, scan_video
 from glave_tasks.media.similarity.histogram import HistogramSimilarity
 from tests.support import BIG_BUCK_BUNNY, synthetic
 
@@ -92,3 +93,41 @@ def test_a_failing_write_fails_the_video_and_nothing_is_written_after_the_scan(t
     assert 3 in seen and max(seen) <= 3 + 8 + 1  # stopped within the writer's queue depth
     assert not [t for t in threading.enumerate() if t.name.startswith("dense-writer")]
     assert calls == seen  # no write after scan_video returned
+
+
+def decoder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "decoder"]
+
+
+def test_frames_come_from_the_decoder_thread_in_order_all_of_them() -> None:
+    with av.open(str(BIG_BUCK_BUNNY)) as container:
+        expected = [f.pts for f in container.decode(video=0)]
+    with av.open(str(BIG_BUCK_BUNNY)) as container:
+        got = [f.pts for f in decoded_frames(container, container.streams.video[0], depth=2)]
+    assert got == expected and len(got) > 100
+    assert not decoder_threads()
+
+
+def test_leaving_early_stops_the_decoder_before_the_container_closes() -> None:
+    with av.open(str(BIG_BUCK_BUNNY)) as container:
+        frames = decoded_frames(container, container.streams.video[0], depth=2)
+        first = [next(frames) for _ in range(3)]
+        frames.close()
+        assert not decoder_threads()
+    assert len(first) == 3
+
+
+def test_a_decoding_error_is_raised_to_the_reader_after_the_frames_before_it() -> None:
+    frames = real_frames(3)
+
+    class FailingContainer:
+        def decode(self, stream: object) -> Iterator[av.VideoFrame]:
+            yield from frames
+            raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    got: list[int | None] = []
+    with pytest.raises(av.InvalidDataError):
+        for frame in decoded_frames(FailingContainer(), None):  # type: ignore[arg-type]
+            got.append(frame.pts)
+    assert got == [f.pts for f in frames]
+    assert not decoder_threads()
