@@ -77,7 +77,7 @@ def main() -> None:
 
             model = str(build_tiny_qwen2_vl(Path(tempfile.mkdtemp(prefix="glave-bench-")) / "model"))
         cfg = JudgeConfig(backend="vllm", model="tiny-qwen2-vl", weights=model, dtype="bfloat16", max_model_len=4096,
-                          gpu_memory_utilization=0.08, structured_retries=2,
+                          gpu_memory_utilization=0.08, cpu_kv_cache_gib=1, structured_retries=2,
                           sampling={"max_tokens": args.max_tokens, "temperature": 0.8})
     else:
         cfg = JudgeConfig(backend="embedded")

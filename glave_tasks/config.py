@@ -247,6 +247,10 @@ class EngineConfig(Section):
     # Long side of the keyframes the overview sees (it needs the whole video, not fine detail).
     overview_image_side: int = Field(448, ge=64)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    # In-process vLLM on a CPU host: the KV cache size itself. vLLM's CPU worker otherwise takes
+    # gpu_memory_utilization of the NUMA node's memory less its own resident size, which a small
+    # fraction (a test's tiny model) can leave negative.
+    cpu_kv_cache_gib: float | None = Field(None, gt=0)
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(8, ge=1)

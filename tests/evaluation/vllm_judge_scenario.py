@@ -47,7 +47,7 @@ def main(model_dir: str, work: str, out: str) -> None:
         "store": {"root": f"{work}/store", "local_cache": f"{work}/cache"},
         "evaluate": {"batch_size": 32, "judge": {
             "backend": "vllm", "model": "tiny-qwen2-vl", "revision": "test-rev", "weights": model_dir,
-            "dtype": "bfloat16", "max_model_len": 4096, "gpu_memory_utilization": 0.08, "structured_retries": 2,
+            "dtype": "bfloat16", "max_model_len": 4096, "gpu_memory_utilization": 0.08, "cpu_kv_cache_gib": 1, "structured_retries": 2,
             "sampling": {"max_tokens": 400, "temperature": 0.8}}},
     })
     started = time.perf_counter()

@@ -26,7 +26,7 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
         "run": {"max_failure_ratio": 1.0},  # a random model may fail every video; the test reads why
         "engine": {
             "backend": "vllm", "model": "tiny-qwen2-vl", "revision": "test-rev", "weights": model_dir,
-            "dtype": "bfloat16", "max_model_len": 4096, "structured_retries": 1, "gpu_memory_utilization": 0.08,
+            "dtype": "bfloat16", "max_model_len": 4096, "structured_retries": 1, "gpu_memory_utilization": 0.08, "cpu_kv_cache_gib": 1,
             "sampling": {"max_tokens": 160, "temperature": 0.0, "seed": 0},  # greedy: no seeded CPU generator
             # A random model: short budgets keep CPU decoding quick (real budgets are in DEFAULT_TASKS).
             "tasks": {task: {"max_tokens": 160} for task in DEFAULT_TASKS},

@@ -72,7 +72,7 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
             "backend": "vllm", "model": "tiny-qwen2-vl", "revision": "test-rev", "weights": model_dir,
             "dtype": "bfloat16", "max_model_len": 4096, "max_images_per_prompt": 4, "structured_retries": 2,
             # On CPU this is the share of host memory reserved for the KV cache.
-            "gpu_memory_utilization": 0.08, "sampling": {"max_tokens": 400, "temperature": 0.8, "seed": 0},
+            "gpu_memory_utilization": 0.08, "cpu_kv_cache_gib": 1, "sampling": {"max_tokens": 400, "temperature": 0.8, "seed": 0},
             # A random model: short budgets keep CPU decoding quick (real budgets are in DEFAULT_TASKS).
             "tasks": {task: {"max_tokens": 400} for task in DEFAULT_TASKS},
         },

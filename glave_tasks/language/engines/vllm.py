@@ -68,6 +68,8 @@ class VLLMEngine(ServedModel):
             # JSON answers must terminate even when the model rambles: xgrammar with no free whitespace.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
         )
+        if torch.version.cuda is None and config.cpu_kv_cache_gib is not None:
+            kwargs["kv_cache_memory_bytes"] = int(config.cpu_kv_cache_gib * 2**30)
         kwargs.update(engine_overrides)
         started = time.perf_counter()
         try:
