@@ -15,8 +15,8 @@ objects, 4 s static) go through ingest and track once per side (not timed); then
   generation work, with no server, no HTTP and no second interpreter.
 
 The random model stops at any special token (as in the engine tests), so answer lengths vary
-between the sides: requests and completion tokens of both are printed beside the times. The bar
-(issue 15): served wall <= 1.3x floor wall. On a 2-core machine run it alone.
+between the sides: requests and completion tokens of both are printed beside the times. The target:
+served wall within 1.3x of the floor's. On a 2-core machine run it alone.
 """
 
 from __future__ import annotations
