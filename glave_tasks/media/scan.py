@@ -287,7 +287,7 @@ class DenseWriter:
     """Dense samples are JPEG-encoded and stored on one background thread while decoding goes on
     (OpenCV's encoder and the store's writes release the GIL; a remote store's round trips
     overlap the decode). At most ``depth`` samples wait, so memory stays bounded and a failing
-    write stops the scan at the next sample, not at the end. Writes happen in submission order."""
+    write stops the scan within ``depth`` samples, not at the end. Writes happen in submission order."""
 
     def __init__(self, put_image: PutImage, quality: int, depth: int = 8) -> None:
         self._put, self._quality, self._depth = put_image, quality, depth
