@@ -92,11 +92,8 @@ def local_input(video: VideoRef, config: GlaveConfig, metric: Metric | None = No
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _check_hash(actual: str, video: VideoRef) -> None:
