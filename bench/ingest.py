@@ -1,7 +1,7 @@
 """Ingest throughput (video-seconds per wall-second) on real footage, beside ffmpeg's and PyAV's
 decode of the same files.
 
-    .venv/bin/python bench/ingest.py [--repeat 3] [--loops 16] [--videos 4] [--json out.json]
+    .venv/bin/python bench/ingest.py [--repeat 5] [--loops 16] [--videos 4] [--json out.json]
 
 Files: the bundled Big Buck Bunny clip (5.3 s, 1280x720, 25 fps, H.264; Blender Foundation, CC BY
 3.0) played ``--loops`` times into one file (stream copy, 1280x720) and re-encoded at 640x360 (the
@@ -11,14 +11,18 @@ on PATH), PyAV decode-only (the decoder threads ingest gives the file, no pixel 
 the ingest pass (decode, cut detection on the downscaled stream, dense JPEGs, keyframe selection). Ratios are
 ingest time / baseline time (lower is better; 1.0 = as fast as decoding alone). Then the whole
 ingest stage over ``--videos`` such files in one shard, as a pod runs it (per-video process pool
-sized by the stage's CPUs). Best of ``--repeat`` runs: the build machines are shared.
+sized by the stage's CPUs). The three per-file sides run in turn, once per round, for ``--repeat``
+rounds: times are each side's best, and "paired" is the median over rounds of ingest/ffmpeg within
+a round (the build machines are shared; a slow moment hits both sides of a round).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,13 +46,17 @@ from glave_tasks.stages import build_stage  # noqa: E402
 from glave_tasks.store import ArtifactStore  # noqa: E402
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
+def interleaved(repeat: int, fns: dict[str, Callable[[], Any]]) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Each function once per round, in turn, for ``repeat`` rounds: the sides share the machine's
+    moods (a busy neighbour, a warm page cache) instead of each having rounds of its own."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    results: dict[str, Any] = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return times, results
 
 
 def decode_only(path: Path) -> int:
@@ -85,7 +93,7 @@ def make_inputs(ffmpeg: str, d: Path, loops: int) -> list[Path]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds")
     ap.add_argument("--loops", type=int, default=16, help="plays of the 5.3 s clip per file (16: 85 s)")
     ap.add_argument("--videos", type=int, default=4, help="640x360 files in the whole-stage shard")
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
@@ -106,18 +114,24 @@ def main() -> int:
         store = ArtifactStore(config.store.root)
         backend = backends.load("similarity", config.ingest.similarity_backend).from_config(config)
         for path in files:
-            dec_s, frames = best_of(args.repeat, lambda path=path: decode_only(path))
-            ff_s = best_of(args.repeat, lambda path=path: ffmpeg_null(ffmpeg, path))[0]
-
             def ingest_once(path: Path = path) -> Any:
                 return scan_video(path, config.ingest, backend,
                                   lambda data, i: store.write_bytes(f"bench/{path.stem}/f{i:06d}.jpg", data))
 
-            ing_s, result = best_of(args.repeat, ingest_once)
+            times, results = interleaved(args.repeat, {
+                "ffmpeg": functools.partial(ffmpeg_null, ffmpeg, path),
+                "pyav": functools.partial(decode_only, path),
+                "ingest": ingest_once,
+            })
+            result, frames = results["ingest"], results["pyav"]
+            ff_s, dec_s, ing_s = (min(times[k]) for k in ("ffmpeg", "pyav", "ingest"))
+            # The median of the per-round ratios: each round's sides ran back to back.
+            paired = statistics.median(a / b for a, b in zip(times["ingest"], times["ffmpeg"], strict=True))
             rows.append({
                 "file": path.name, "resolution": f"{result.probe.width}x{result.probe.height}",
                 "video_s": result.duration_s, "frames": frames, "keyframes": len(result.keyframes),
                 "cuts": len(result.cuts), "ffmpeg_s": ff_s, "pyav_decode_s": dec_s, "ingest_s": ing_s,
+                "ingest_over_ffmpeg_paired_median": paired, "rounds": times,
             })
         # The whole stage over one shard of 640x360 copies (distinct bytes: distinct videos).
         inbox = tmpd / "in"
@@ -134,13 +148,14 @@ def main() -> int:
         workers = cpu_workers(build_stage("ingest", config).resources())
 
     header = (f"{'file':<22} {'size':>9} {'video s':>8} {'frames':>6} {'kf':>3} {'cuts':>4} {'ffmpeg s':>9} "
-              f"{'pyav s':>7} {'ingest s':>9} {'ingest/ffmpeg':>14} {'ingest/pyav':>12} {'ingest x':>9}")
+              f"{'pyav s':>7} {'ingest s':>9} {'ingest/ffmpeg':>14} {'paired':>7} {'ingest/pyav':>12} {'ingest x':>9}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['file']:<22} {r['resolution']:>9} {r['video_s']:8.1f} {r['frames']:6d} {r['keyframes']:3d} "
               f"{r['cuts']:4d} {r['ffmpeg_s']:9.2f} {r['pyav_decode_s']:7.2f} {r['ingest_s']:9.2f} "
-              f"{r['ingest_s'] / r['ffmpeg_s']:14.2f} {r['ingest_s'] / r['pyav_decode_s']:12.2f} "
+              f"{r['ingest_s'] / r['ffmpeg_s']:14.2f} {r['ingest_over_ffmpeg_paired_median']:7.2f} "
+              f"{r['ingest_s'] / r['pyav_decode_s']:12.2f} "
               f"{r['video_s'] / r['ingest_s']:9.1f}")
     print(f"\nwhole ingest stage, one shard of {args.videos} x {rows[0]['video_s']:.0f} s at 640x360, {workers} "
           f"worker process(es): {total_video_s:.1f} video-s in {stage_s:.2f} s = {total_video_s / stage_s:.1f} "
