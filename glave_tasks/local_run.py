@@ -8,7 +8,9 @@ processes its shards side by side, so many small shards cost what one large shar
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .config import GlaveConfig
@@ -19,6 +21,8 @@ from .parallel import run_pool, runs_shards_side_by_side
 from .runner import StageOutcome, run_stage
 from .stages import available, build_stage, stage_class
 from .store import ArtifactStore
+
+log = logging.getLogger(__name__)
 
 
 def run_pipeline(
@@ -39,6 +43,7 @@ def run_pipeline(
     aborted: str | None = None
     server = _ModelServer(store, config, run_id, names if manifest["shards"] else [])
     try:
+        server.start_early()
         with run_pool() as pool:
             for i, name in enumerate(names):
                 stage = build_stage(name, server.config_for(name))
@@ -113,8 +118,10 @@ def _run_shards(stage: Stage, store: ArtifactStore, run_id: str, shards: list[in
 
 
 class _ModelServer:
-    """The run's model server around its engine stages: started before the first stage that
-    needs it, stopped after the last one (or when the run fails). Other engines: nothing."""
+    """The run's model server around its engine stages: starting in the background from the
+    beginning of the run (its start-up overlaps the stages before the first engine stage, as the
+    DAG's setup task overlaps ingest), waited for by the first stage that needs it, stopped after
+    the last one (or when the run fails, cancelling a start still under way). Other engines: nothing."""
 
     def __init__(self, store: ArtifactStore, config: GlaveConfig, run_id: str, names: list[str]) -> None:
         from .language.engine_stage import EngineStage
@@ -124,6 +131,16 @@ class _ModelServer:
         self.store, self.config, self.run_id = store, config, run_id
         self.users = [n for n in names if issubclass(stage_class(n), EngineStage)] if server_needed(config) else []
         self.record: dict[str, Any] | None = None
+        self._starting: Future[dict[str, Any]] | None = None
+        self._cancel = threading.Event()
+
+    def start_early(self) -> None:
+        if self.users and self._starting is None and self.record is None:
+            from .language.model_server import start_local
+
+            starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glave-model-server")
+            self._starting = starter.submit(start_local, self.config, self.store, self.run_id, self._cancel)
+            starter.shutdown(wait=False)
 
     def config_for(self, name: str) -> GlaveConfig:
         if name not in self.users:
@@ -131,7 +148,8 @@ class _ModelServer:
         from .language.model_server import attach, start_local
 
         if self.record is None:
-            self.record = start_local(self.config, self.store, self.run_id)
+            self.record = self._starting.result() if self._starting is not None else start_local(
+                self.config, self.store, self.run_id)
         return attach(self.config, self.store, self.run_id)
 
     def after(self, name: str) -> None:
@@ -139,6 +157,14 @@ class _ModelServer:
             self.stop()
 
     def stop(self) -> None:
+        if self._starting is not None and self.record is None:
+            # The run ends before any engine stage asked for the server: stop its start.
+            self._cancel.set()
+            try:
+                self.record = self._starting.result()  # it became ready meanwhile: stopped below
+            except Exception as exc:  # noqa: BLE001 - no stage needed it; the run's own outcome stands
+                log.info("model server of run %s not started: %s", self.run_id, exc)
+                return  # cancelled or failed: start_local stopped the process itself
         if self.record is not None and not self.record.get("stopped_at"):
             from .language.model_server import stop_local
 

@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -155,8 +156,10 @@ def free_port(host: str) -> int:
 
 
 # -- local process ------------------------------------------------------------------------------
-def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str) -> dict[str, Any]:
-    """Start the run's server as a local process (or find it running) and record it."""
+def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str,
+                cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Start the run's server as a local process (or find it running) and record it. Setting
+    ``cancel`` while it starts stops the process and raises :class:`EngineError`."""
     if not server_needed(config):
         raise ConfigError("no model server needed: the engine is not vllm with model_server.mode per_run")
     existing = read_record(store, run_id)
@@ -179,7 +182,8 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str) -> dict[
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=server_env(config), start_new_session=True)
     try:
-        wait_ready(base, served_name(engine_config(config)), ms.startup_timeout_s, proc=proc, log_path=log_path)
+        wait_ready(base, served_name(engine_config(config)), ms.startup_timeout_s, proc=proc, log_path=log_path,
+                   cancel=cancel)
     except BaseException:
         _stop_group(proc.pid)
         raise
@@ -221,16 +225,19 @@ def read_record(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
 
 
 def wait_ready(base: str, model: str, timeout_s: float, *, proc: subprocess.Popen[bytes] | None = None,
-               log_path: Path | None = None) -> None:
-    """Block until ``base`` answers /health and lists ``model``; fail early if the process dies."""
+               log_path: Path | None = None, cancel: threading.Event | None = None) -> None:
+    """Block until ``base`` answers /health and lists ``model``; fail early if the process dies
+    or ``cancel`` is set."""
     deadline = time.monotonic() + timeout_s
+    cancel = cancel or threading.Event()
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise EngineError(f"model server exited with code {proc.returncode} before it was ready: "
                               f"{_tail(log_path)}")
         if _healthy(base + "/v1") and model in _models(base):
             return
-        time.sleep(1.0)
+        if cancel.wait(1.0):
+            raise EngineError("model server start cancelled: the run ended before it was ready")
     raise EngineError(f"model server at {base} not ready within {timeout_s:g} s "
                       f"(model_server.startup_timeout_s): {_tail(log_path)}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,11 @@ def test_one_server_start_serves_caption_bridge_and_qa_of_two_videos(tmp_path: P
     assert server_log.count("Initializing a V1 LLM engine") == 1, server_log[-3000:]
     assert record["model"] == "tiny-qwen2-vl" and record["url"].startswith("http://127.0.0.1:")
     assert "--served-model-name" in record["flags"] and "--structured-outputs-config" in record["flags"]
+
+    # Launched with the run, so its start-up overlapped ingest (as the DAG's setup task does).
+    launched = datetime.fromisoformat(record["started_at"]) - timedelta(seconds=record["startup_s"])
+    ingest = store.read_json(f"runs/{RUN}/ingest/shard-{result['shards'][0]:05d}/_COMMIT.json")
+    assert launched < datetime.fromisoformat(ingest["finished_at"])
 
     # Torn down after the last engine stage: the process group is gone.
     assert record["stopped_at"]
