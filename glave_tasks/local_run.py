@@ -9,6 +9,7 @@ processes its shards side by side, so many small shards cost what one large shar
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -139,7 +140,9 @@ class _ModelServer:
             from .language.model_server import start_local
 
             starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glave-model-server")
-            self._starting = starter.submit(start_local, self.config, self.store, self.run_id, self._cancel)
+            # Owned by this process: a run killed with SIGKILL leaves no server behind.
+            self._starting = starter.submit(start_local, self.config, self.store, self.run_id, self._cancel,
+                                            os.getpid())
             starter.shutdown(wait=False)
 
     def config_for(self, name: str) -> GlaveConfig:
@@ -149,7 +152,7 @@ class _ModelServer:
 
         if self.record is None:
             self.record = self._starting.result() if self._starting is not None else start_local(
-                self.config, self.store, self.run_id)
+                self.config, self.store, self.run_id, owner_pid=os.getpid())
         return attach(self.config, self.store, self.run_id)
 
     def after(self, name: str) -> None:

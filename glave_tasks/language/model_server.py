@@ -157,9 +157,11 @@ def free_port(host: str) -> int:
 
 # -- local process ------------------------------------------------------------------------------
 def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str,
-                cancel: threading.Event | None = None) -> dict[str, Any]:
+                cancel: threading.Event | None = None, owner_pid: int | None = None) -> dict[str, Any]:
     """Start the run's server as a local process (or find it running) and record it. Setting
-    ``cancel`` while it starts stops the process and raises :class:`EngineError`."""
+    ``cancel`` while it starts stops the process and raises :class:`EngineError`. With
+    ``owner_pid`` the server is stopped when that process is gone (``glave run``: a killed run
+    leaves no server behind); without, it outlives its starter (a setup task)."""
     if not server_needed(config):
         raise ConfigError("no model server needed: the engine is not vllm with model_server.mode per_run")
     existing = read_record(store, run_id)
@@ -179,7 +181,9 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str,
     with open(log_path, "ab") as out:
         # Its own session: the server outlives the command that started it (a setup task) and is
         # stopped as a whole process group (vLLM's engine core is a child process).
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        launch = argv if owner_pid is None else [
+            sys.executable, "-m", "glave_tasks.process_guard", str(owner_pid), "--", *argv]
+        proc = subprocess.Popen(launch, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=server_env(config), start_new_session=True)
     try:
         wait_ready(base, served_name(engine_config(config)), ms.startup_timeout_s, proc=proc, log_path=log_path,

@@ -4,14 +4,17 @@ as an uninterrupted run; two runs of one run id at once end in one clean result.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from glave_tasks.cli import main
 from glave_tasks.config import S3Options
+from glave_tasks.host import pid_alive
 from glave_tasks.layout import RunLayout
 from glave_tasks.stages import available
 from glave_tasks.store import ArtifactStore
@@ -98,3 +101,36 @@ def test_two_runs_of_one_run_id_at_once_give_one_clean_result(night: dict[str, A
     assert leftovers(store, RUN) == []
     ledger.survive("concurrent_run")
     account(store, night, ledger)
+
+
+def test_kill_9_of_a_run_while_its_model_server_starts_leaves_no_server_behind(tmp_path: Path,
+                                                                               ledger: Ledger) -> None:
+    """``glave run`` launches its model server in a session of its own when the run begins; the
+    server's guard stops it once the run is gone, so a SIGKILLed run holds no port or accelerator."""
+    pid_file = tmp_path / "server.pid"
+    server_python = tmp_path / "server-python"  # stands in for the LLM environment: never ready
+    server_python.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
+    server_python.chmod(0o755)
+    config = tmp_path / "glave.yaml"
+    config.write_text(yaml.safe_dump({
+        "store": {"root": str(tmp_path / "store"), "local_cache": str(tmp_path / "cache")},
+        "engine": {"backend": "vllm", "model": "tiny"},
+        "model_server": {"python": str(server_python), "device": "cpu", "startup_timeout_s": 600},
+    }))
+    inbox = tmp_path / "inbox"
+    make_inbox(inbox)
+    run = glave_popen(["run", "--config", str(config), "--input", str(inbox), "--run-id", "night-server"])
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        assert run.poll() is None, run.communicate()[1][-3000:]
+        time.sleep(0.1)
+    server = int(pid_file.read_text())
+    assert pid_alive(server)
+    run.send_signal(signal.SIGKILL)
+    run.communicate(timeout=30)
+    ledger.inject("kill9_while_model_server_starts")
+    deadline = time.monotonic() + 15
+    while pid_alive(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(server), "the model server outlived the killed run"
+    ledger.survive("kill9_while_model_server_starts")
