@@ -148,11 +148,12 @@ class _ModelServer:
     def config_for(self, name: str) -> GlaveConfig:
         if name not in self.users:
             return self.config
-        from .language.model_server import attach, start_local
+        from .language.model_server import attach
 
         if self.record is None:
-            self.record = self._starting.result() if self._starting is not None else start_local(
-                self.config, self.store, self.run_id, owner_pid=os.getpid())
+            self.start_early()  # a no-op when the run began it, as it does
+            assert self._starting is not None  # name is one of self.users
+            self.record = self._starting.result()
         return attach(self.config, self.store, self.run_id)
 
     def after(self, name: str) -> None:

@@ -12,6 +12,7 @@ them about three seconds of CPU.
 """
 
 import sys
+from collections.abc import Sequence
 from importlib.abc import Loader, MetaPathFinder
 from importlib.machinery import ModuleSpec
 from importlib.util import find_spec
@@ -39,17 +40,26 @@ class _OnFirstTorchvisionImport(MetaPathFinder):
     """Answers for ``torchvision`` with the real package's location and the loader above. It stays
     in place until a real import runs it: libraries probe with ``importlib.util.find_spec`` first."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
         if fullname != "torchvision":
             return None
-        real = next((spec for finder in sys.meta_path if finder is not self
-                     for spec in [getattr(finder, "find_spec", lambda *a: None)(fullname, path, target)] if spec), None)
+        real = self._real_spec(fullname, path, target)
         if real is None or find_spec("torch") is None or find_spec("glave_tasks") is None:
             return real  # not installed, nothing to patch, or no shim to patch with: as is
         spec = ModuleSpec("torchvision", _TorchvisionWithFallback(), origin=real.origin, is_package=True)
         spec.submodule_search_locations = real.submodule_search_locations
         spec.has_location = real.has_location
         return spec
+
+    def _real_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None) -> ModuleSpec | None:
+        """What the finders after this one answer (the installed package)."""
+        for finder in sys.meta_path:
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    return spec
+        return None
 
 
 _FINDER = _OnFirstTorchvisionImport()
