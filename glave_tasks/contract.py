@@ -13,7 +13,7 @@ import logging
 import os
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -146,10 +146,48 @@ class ShardContext:
     counts: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     show_progress: bool = True
+    # The attempt folder every write of this context goes to (None: the shard's top, for tools
+    # that build a context outside the runner), what was written there (key relative to that
+    # folder -> size and checksum, for the commit marker), and the lease check run before each
+    # write: a writer that can no longer prove it holds the lease stops at its next write.
+    attempt: str | None = None
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fence: Callable[[], None] | None = None
 
     @property
     def layout(self) -> RunLayout:
         return RunLayout(self.run_id)
+
+    def _written(self, key: str, data: bytes) -> None:
+        from .integrity import entry
+
+        prefix = self.layout.attempt_prefix(self.stage, self.shard, self.attempt) + "/"
+        self.artifacts[key[len(prefix):] if key.startswith(prefix) else key] = entry(data)
+
+    def _check_fence(self) -> None:
+        if self.fence is not None:
+            self.fence()
+
+    def upstream_key(self, stage: str, table: str) -> str:
+        """Where an upstream stage's committed table of this shard lives."""
+        return self.layout.table(stage, self.shard, table, self.upstream[stage].get("attempt"))
+
+    def has_upstream(self, stage: str, table: str) -> bool:
+        """Whether the upstream shard committed ``table`` (older shards may predate a table)."""
+        marker = self.upstream[stage]
+        if isinstance(marker.get("artifacts"), dict):
+            return f"{table}.parquet" in marker["artifacts"]
+        return self.store.exists(self.upstream_key(stage, table))
+
+    def read_upstream_bytes(self, stage: str, table: str) -> bytes:
+        """An upstream table's bytes, checked against what its commit marker recorded."""
+        from .integrity import check_bytes, expected
+
+        key = self.upstream_key(stage, table)
+        data = self.store.read_bytes(key)
+        check_bytes(data, expected(self.upstream[stage], f"{table}.parquet"), stage=stage, shard=self.shard,
+                    where=self.store.uri(key))
+        return data
 
     @property
     def failed_ids(self) -> set[str]:
@@ -170,15 +208,28 @@ class ShardContext:
 
         if stage not in self.upstream:
             raise GlaveError(f"stage {self.stage!r} did not declare {stage!r} as an input")
+        from .store import decode_table
+
         if columns is not None and "video_id" not in columns:
             columns = ["video_id", *columns]
-        data = self.store.read_table(self.layout.table(stage, self.shard, table), schemas.TABLES[table], columns)
+        raw = self.read_upstream_bytes(stage, table)
+        data = decode_table(raw, self.store.uri(self.upstream_key(stage, table)), schemas.TABLES[table], columns)
         ids = pa.array([v.video_id for v in self.videos], pa.string())
         return data.filter(pc.is_in(data["video_id"], value_set=ids))
 
     def upstream_file(self, key: str) -> str:
-        """Local path of an upstream blob (downloaded once on S3)."""
-        return str(self.store.local_path(key))
+        """Local path of an upstream blob (downloaded once on S3), checked against its commit:
+        by size, and in full when small."""
+        from .integrity import check_file, expected, relative
+
+        path = self.store.local_path(key)
+        for stage, marker in self.upstream.items():
+            prefix = self.layout.attempt_prefix(stage, self.shard, marker.get("attempt"))
+            rel = relative(marker, prefix, key)
+            if rel is not None:
+                check_file(path, expected(marker, rel), stage=stage, shard=self.shard, where=self.store.uri(key))
+                break
+        return str(path)
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, table: str, data: pa.Table | list[dict[str, Any]]) -> str:
@@ -191,17 +242,38 @@ class ShardContext:
         schema = schemas.TABLES[table]
         if isinstance(data, list):
             data = schemas.rows_to_table(data, schema)
+        from .store import encode_table
+
         failed = self.failed_ids
         if failed and data.num_rows:
             data = data.filter(pc.invert(pc.is_in(data["video_id"], value_set=pa.array(sorted(failed)))))
         self.counts[table] = data.num_rows
-        return self.store.write_table(self.layout.table(self.stage, self.shard, table), data, schema)
+        raw = encode_table(data, schema)
+        key = self.layout.table(self.stage, self.shard, table, self.attempt)
+        self._check_fence()
+        uri = self.store.write_bytes(key, raw)
+        self._written(key, raw)
+        return uri
 
     def put_bytes(self, data: bytes, *parts: str) -> str:
-        """Store a blob under the shard's files/ folder; returns its key."""
-        key = self.layout.file(self.stage, self.shard, *parts)
+        """Store a blob under the attempt's files/ folder; returns its key."""
+        key = self.layout.file(self.stage, self.shard, *parts, attempt=self.attempt)
+        self._check_fence()
         self.store.write_bytes(key, data)
+        self._written(key, data)
         return key
+
+    def write_errors(self) -> str:
+        """The shard's per-video failures, as its ``errors`` table (written before the commit)."""
+        from . import schemas
+        from .store import encode_table
+
+        raw = encode_table(schemas.rows_to_table(self.errors, schemas.ERRORS), schemas.ERRORS)
+        key = self.layout.table(self.stage, self.shard, "errors", self.attempt)
+        self._check_fence()
+        uri = self.store.write_bytes(key, raw)
+        self._written(key, raw)
+        return uri
 
     # -- failures ---------------------------------------------------------------------------
     def fail(self, video_id: str, reason: str, detail: str = "") -> None:

@@ -53,3 +53,27 @@ class VideoFailure(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class CorruptArtifact(InfrastructureError):
+    """A committed artifact does not match what its commit marker recorded (size or checksum), or a
+    marker is torn. The upstream shard is marked corrupt and recomputed by a re-run; no video is
+    blamed."""
+
+    def __init__(self, message: str, *, stage: str | None = None, shard: int | None = None,
+                 key: str | None = None) -> None:
+        super().__init__(message)
+        self.stage, self.shard, self.key = stage, shard, key
+
+
+class ModelServerUnavailable(InfrastructureError):
+    """The model server stayed unreachable past its deadline: the stage stops, no video is blamed."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM: eviction, preemption, a cancelled task).
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so no per-video guard records it against a
+    video; the runner records ``terminated`` for the shard and the CLI exits 143."""
+
+    exit_code = 143

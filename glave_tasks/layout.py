@@ -2,11 +2,13 @@
 
     runs/<run_id>/manifest.json                      shard plan (written by discover)
     runs/<run_id>/manifest/videos.parquet            the run's videos and their shards
-    runs/<run_id>/<stage>/shard-<k>/<table>.parquet  stage outputs
-    runs/<run_id>/<stage>/shard-<k>/errors.parquet   per-video failures of that stage
-    runs/<run_id>/<stage>/shard-<k>/files/...        frames, marked frames, other blobs
-    runs/<run_id>/<stage>/shard-<k>/_COMMIT.json     written last; readers trust only this
+    runs/<run_id>/<stage>/shard-<k>/<attempt>/<table>.parquet  stage outputs of one attempt
+    runs/<run_id>/<stage>/shard-<k>/<attempt>/errors.parquet   per-video failures of that stage
+    runs/<run_id>/<stage>/shard-<k>/<attempt>/files/...        frames, marked frames, other blobs
+    runs/<run_id>/<stage>/shard-<k>/_COMMIT.json     written last; names the attempt it makes visible,
+                                                     with every artifact's size and checksum
     runs/<run_id>/<stage>/shard-<k>/_FAILED.json     why the last attempt did not commit
+    runs/<run_id>/<stage>/shard-<k>/_CORRUPT.json    a reader found a committed artifact damaged
     runs/<run_id>/report/...                         quality report (HTML, JSON, Data Docs)
     index/<pipeline_version>/<id[:2]>/<video_id>.json  videos already annotated by this version
 """
@@ -19,6 +21,8 @@ from .keys import join_key, safe_segment, validate_run_id
 
 COMMIT = "_COMMIT.json"
 FAILED = "_FAILED.json"
+CORRUPT = "_CORRUPT.json"
+ATTEMPT_PREFIX = "attempt-"
 
 
 def shard_name(shard: int) -> str:
@@ -55,8 +59,15 @@ class RunLayout:
     def shard_prefix(self, stage: str, shard: int) -> str:
         return join_key(self.stage_prefix(stage), shard_name(shard))
 
-    def table(self, stage: str, shard: int, table: str) -> str:
-        return join_key(self.shard_prefix(stage, shard), f"{safe_segment(table)}.parquet")
+    def attempt_prefix(self, stage: str, shard: int, attempt: str | None) -> str:
+        """Where one attempt writes. Each attempt has a folder of its own, made visible only by the
+        commit marker that names it, so no attempt can touch another's committed files. Shards
+        committed before attempts existed (no attempt) keep their files at the shard's top."""
+        base = self.shard_prefix(stage, shard)
+        return join_key(base, safe_segment(attempt)) if attempt else base
+
+    def table(self, stage: str, shard: int, table: str, attempt: str | None = None) -> str:
+        return join_key(self.attempt_prefix(stage, shard, attempt), f"{safe_segment(table)}.parquet")
 
     def commit(self, stage: str, shard: int) -> str:
         return join_key(self.shard_prefix(stage, shard), COMMIT)
@@ -64,8 +75,11 @@ class RunLayout:
     def failed(self, stage: str, shard: int) -> str:
         return join_key(self.shard_prefix(stage, shard), FAILED)
 
-    def file(self, stage: str, shard: int, *parts: str) -> str:
-        return join_key(self.shard_prefix(stage, shard), "files", *(safe_segment(p) for p in parts))
+    def corrupt(self, stage: str, shard: int) -> str:
+        return join_key(self.shard_prefix(stage, shard), CORRUPT)
+
+    def file(self, stage: str, shard: int, *parts: str, attempt: str | None = None) -> str:
+        return join_key(self.attempt_prefix(stage, shard, attempt), "files", *(safe_segment(p) for p in parts))
 
     @property
     def report_prefix(self) -> str:

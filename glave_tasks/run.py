@@ -56,13 +56,37 @@ class Run:
                 for r in rows]
 
     # -- markers ----------------------------------------------------------------------------
-    def commit(self, stage: str, shard: int) -> dict[str, Any] | None:
-        """The commit marker of a stage's shard, or None while it is not committed."""
+    def marker(self, stage: str, shard: int) -> tuple[dict[str, Any] | None, str | None]:
+        """(the commit marker, None), (None, why it is torn) or (None, None) when there is none."""
+        from .integrity import torn_reason
+
         key = self.layout.commit(stage, shard)
-        if not self.store.exists(key):
-            return None
-        marker: dict[str, Any] = self.store.read_json(key)
-        return marker
+        raw = self.store.read_if_exists(key)
+        if raw is None:
+            return None, None
+        marker, torn = torn_reason(raw)
+        return (marker, None) if marker is not None else (None, f"torn commit marker {self.store.uri(key)}: {torn}")
+
+    def commit(self, stage: str, shard: int) -> dict[str, Any] | None:
+        """The commit marker of a stage's shard, or None while it is not committed (a torn marker
+        commits nothing: :meth:`status` shows it as torn)."""
+        return self.marker(stage, shard)[0]
+
+    def table_key(self, stage: str, shard: int, name: str, marker: dict[str, Any]) -> str:
+        """Where a committed shard's table lives: in the attempt its marker names."""
+        return self.layout.table(stage, shard, name, marker.get("attempt"))
+
+    def file_key(self, stage: str, shard: int, marker: dict[str, Any], *parts: str) -> str:
+        return self.layout.file(stage, shard, *parts, attempt=marker.get("attempt"))
+
+    def read_checked(self, stage: str, shard: int, key: str, marker: dict[str, Any]) -> bytes:
+        """A committed artifact's bytes, checked against what the marker recorded of it."""
+        from .integrity import check_bytes, expected, relative
+
+        data = self.store.read_bytes(key)
+        rel = relative(marker, self.layout.attempt_prefix(stage, shard, marker.get("attempt")), key)
+        check_bytes(data, expected(marker, rel), stage=stage, shard=shard, where=self.store.uri(key))
+        return data
 
     def commits(self, stage: str) -> dict[int, dict[str, Any]]:
         """Commit markers of the stage's committed shards, by shard."""
@@ -70,11 +94,25 @@ class Run:
 
     def failure(self, stage: str, shard: int) -> dict[str, Any] | None:
         """Why the last attempt of a stage's shard did not commit, if it did not."""
-        key = self.layout.failed(stage, shard)
-        if not self.store.exists(key):
+        return self._note(self.layout.failed(stage, shard))
+
+    def corruption(self, stage: str, shard: int) -> dict[str, Any] | None:
+        """What a reader found damaged in the shard's last commit, if one did."""
+        return self._note(self.layout.corrupt(stage, shard))
+
+    def _note(self, key: str) -> dict[str, Any] | None:
+        import json
+
+        raw = self.store.read_if_exists(key)
+        if raw is None:
             return None
-        info: dict[str, Any] = self.store.read_json(key)
-        return info
+        try:
+            info = json.loads(raw)
+            if isinstance(info, dict):
+                return info
+        except (ValueError, UnicodeDecodeError):
+            pass
+        return {"reason": "torn", "detail": f"torn status file {self.store.uri(key)}"}
 
     def ran(self, stage: str) -> bool:
         """Whether the stage left anything for this run (a commit, a failure, a partial shard)."""
@@ -109,9 +147,24 @@ class Run:
         return self._concat(stage, "errors", schemas.ERRORS, self.shards)
 
     def _concat(self, stage: str, name: str, schema: pa.Schema, shards: Iterable[int] | None = None) -> pa.Table:
+        """A table over committed shards (checked against their markers); with ``shards``, also
+        over shards whose last attempt failed (the errors of that attempt)."""
+        from .store import decode_table
+
         parts = []
-        for shard in self.commits(stage) if shards is None else shards:
-            key = self.layout.table(stage, shard, name)
+        committed = self.commits(stage)
+        for shard in committed if shards is None else shards:
+            marker = committed.get(shard)
+            if marker is not None:
+                key = self.table_key(stage, shard, name, marker)
+                if not _committed(marker, f"{name}.parquet") and not self.store.exists(key):
+                    continue
+                parts.append(decode_table(self.read_checked(stage, shard, key, marker), self.store.uri(key), schema))
+                continue
+            failure = self.failure(stage, shard)
+            if failure is None:
+                continue
+            key = self.layout.table(stage, shard, name, failure.get("attempt"))
             if self.store.exists(key):
                 parts.append(self.store.read_table(key, schema))
         return pa.concat_tables(parts) if parts else schemas.empty(schema)
@@ -127,13 +180,19 @@ class Run:
             rows = []
             failures: dict[str, int] = {}
             for shard in self.shards:
-                marker = self.commit(stage, shard)
-                if marker is not None:
+                marker, torn = self.marker(stage, shard)
+                if torn is not None:
+                    failures["torn_marker"] = failures.get("torn_marker", 0) + 1
+                    rows.append({"shard": shard, "state": "torn", "reason": "torn_marker", "detail": torn})
+                elif marker is not None:
                     for reason, n in marker.get("failures", {}).items():
                         failures[reason] = failures.get(reason, 0) + n
                     rows.append({"shard": shard, "state": "committed", "videos_in": marker["videos_in"],
                                  "videos_ok": len(marker["videos_ok"]), "videos_failed": marker["videos_failed"],
                                  "counts": marker.get("counts", {}), "duration_s": marker.get("duration_s")})
+                elif (info := self.corruption(stage, shard)) is not None:
+                    failures["corrupt"] = failures.get("corrupt", 0) + 1
+                    rows.append({"shard": shard, "state": "corrupt", "reason": "corrupt", "detail": info.get("detail")})
                 elif (info := self.failure(stage, shard)) is not None:
                     rows.append({"shard": shard, "state": "failed", "reason": info.get("reason"),
                                  "detail": info.get("detail") or str(info.get("failures", ""))})
@@ -142,6 +201,12 @@ class Run:
             out["stages"][stage] = {"shards": rows, "failures": failures,
                                     "committed": sum(r["state"] == "committed" for r in rows)}
         return out
+
+
+def _committed(marker: dict[str, Any], rel: str) -> bool:
+    """Whether the marker records the artifact; markers from before artifacts were recorded say nothing."""
+    artifacts = marker.get("artifacts")
+    return isinstance(artifacts, dict) and rel in artifacts
 
 
 def _file_identity(row: dict[str, Any]) -> FileIdentity | None:

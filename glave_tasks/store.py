@@ -211,6 +211,19 @@ class ArtifactStore:
         except FileNotFoundError:
             raise StoreError(f"missing artifact: {self.uri(key)}") from None
 
+    def read_if_exists(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object (one request either way)."""
+        path = self._path(key)
+        try:
+            data: bytes = self._call("read", key, lambda: self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        except StoreError as exc:
+            if self.is_local and Path(path).is_dir():
+                return None
+            raise exc from None
+        return data
+
     def write_bytes(self, key: str, data: bytes) -> str:
         path = self._path(key)
         if self.is_local:
@@ -340,6 +353,47 @@ class ArtifactStore:
         except FileNotFoundError:
             return None
 
+    def read_aged(self, key: str) -> tuple[bytes, str, float] | None:
+        """Like :meth:`read_versioned`, plus the object's age: seconds since it was last written,
+        by the store's own clock (S3: the response's ``Date`` less ``LastModified``; local: this
+        host's clock against the file's mtime). Writers' clocks never enter it, so a lease can be
+        judged expired without trusting the clock of the host that wrote it."""
+        path = self._path(key)
+        if self.is_local:
+            def read_local() -> tuple[bytes, str, float]:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                    mtime = os.fstat(fh.fileno()).st_mtime
+                return data, hashlib.sha256(data).hexdigest(), max(0.0, time.time() - mtime)
+
+            try:
+                return self._call("read", key, read_local)
+            except FileNotFoundError:
+                return None
+        bucket, obj = path.split("/", 1)
+
+        def get() -> tuple[bytes, str, float]:
+            from email.utils import parsedate_to_datetime
+
+            from botocore.exceptions import ClientError
+
+            try:
+                resp = self._client().get_object(Bucket=bucket, Key=obj)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    raise FileNotFoundError(key) from None
+                raise
+            data = resp["Body"].read()
+            header = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+            # LastModified has whole seconds: the age may read up to 1 s high, never low.
+            now = parsedate_to_datetime(header).timestamp() if header else time.time()
+            return data, str(resp["ETag"]), max(0.0, now - resp["LastModified"].timestamp())
+
+        try:
+            return self._call("read", key, get)
+        except FileNotFoundError:
+            return None
+
     def create_if_absent(self, key: str, data: bytes) -> bool:
         """Write the object only if no object has the key; False when one exists."""
         path = self._path(key)
@@ -390,29 +444,43 @@ class ArtifactStore:
 
     # -- tables -----------------------------------------------------------------------------
     def write_table(self, key: str, table: pa.Table, schema: pa.Schema | None = None) -> str:
-        if schema is not None:
-            table = conform(table, schema)
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        return self.write_bytes(key, sink.getvalue())
+        return self.write_bytes(key, encode_table(table, schema))
 
     def read_table(self, key: str, schema: pa.Schema | None = None, columns: builtins.list[str] | None = None) -> pa.Table:
         """A Parquet table; with ``columns``, only those are decoded (e.g. tracks without masks)."""
-        table = pq.read_table(io.BytesIO(self.read_bytes(key)), columns=columns)
-        if schema is not None and columns is not None:
-            schema = pa.schema([schema.field(c) for c in columns])
-        if schema is not None:
-            # A nullable column added to a schema after a table was written reads as nulls from
-            # it, so older runs stay readable; writes still need every column.
-            for f in schema:
-                if f.nullable and f.name not in table.column_names:
-                    table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-        return conform(table, schema) if schema is not None else table
+        return decode_table(self.read_bytes(key), self.uri(key), schema, columns)
 
     def iter_keys(self, prefix: str, suffix: str = "") -> Iterator[str]:
         for key in self.list(prefix):
             if key.endswith(suffix):
                 yield key
+
+
+def encode_table(table: pa.Table, schema: pa.Schema | None = None) -> bytes:
+    """A table as the Parquet bytes the store keeps (checked against its schema first)."""
+    if schema is not None:
+        table = conform(table, schema)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def decode_table(data: bytes, where: str, schema: pa.Schema | None = None,
+                 columns: list[str] | None = None) -> pa.Table:
+    """Parquet bytes as a table; a damaged file is a ``StoreError`` naming it, not a bare Arrow error."""
+    try:
+        table = pq.read_table(io.BytesIO(data), columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreError(f"unreadable table {where}: {_short(exc)}") from None
+    if schema is not None and columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    if schema is not None:
+        # A nullable column added to a schema after a table was written reads as nulls from
+        # it, so older runs stay readable; writes still need every column.
+        for f in schema:
+            if f.nullable and f.name not in table.column_names:
+                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return conform(table, schema) if schema is not None else table
 
 
 def _version_tag(path: str, info: dict[str, Any]) -> str:

@@ -90,7 +90,11 @@ def plan(store: ArtifactStore, config: GlaveConfig, tmp_path: Path) -> dict[str,
 
 
 def table(store: ArtifactStore, stage: str, name: str) -> list[dict[str, Any]]:
-    return store.read_table(RunLayout(RUN).table(stage, 0, name)).to_pylist()
+    """A committed shard's table, from the attempt its marker names."""
+    run = Run(store, RUN)
+    marker = run.commit(stage, 0)
+    assert marker is not None, f"{stage} shard 0 is not committed"
+    return store.read_table(run.table_key(stage, 0, name, marker)).to_pylist()
 
 
 def test_same_fingerprint_is_a_no_op(store: ArtifactStore, tmp_path: Path, names: list[str]) -> None:
@@ -112,8 +116,12 @@ def test_force_redoes_and_overwrites_without_duplicates(store: ArtifactStore, tm
     forced = run_stage(stage, store, RUN, 0, force=True, show_progress=False)
     assert forced.status == "committed" and stage.calls == 2
     assert len(table(store, "upstream", "probes")) == 4
-    files = store.list(RunLayout(RUN).shard_prefix("upstream", 0) + "/files")
-    assert len(files) == 4 and all(f.endswith("attempt-2.jpg") for f in files)
+    # Only the committed attempt's files remain: the first attempt's folder is gone.
+    files = [k for k in store.list(RunLayout(RUN).shard_prefix("upstream", 0)) if "/files/" in k]
+    marker = forced.marker
+    assert len(files) == 4 and all(f.endswith("attempt-2.jpg") and f"/{marker['attempt']}/files/" in f for f in files)
+    assert sorted(marker["artifacts"]) == sorted(["errors.parquet", "probes.parquet",
+                                                  *(f[f.index("files/"):] for f in files)])
 
 
 def test_changed_config_redoes_and_unrelated_config_does_not(store: ArtifactStore, tmp_path: Path, names: list[str]) -> None:

@@ -45,10 +45,10 @@ def _build_data_docs(run: Run) -> list[str]:
     target = join_key(run.layout.report_prefix, "data_docs")
     run.store.delete_prefix(target)
     documents = []
-    for shard in sorted(run.commits("validate")):
-        key = run.layout.file("validate", shard, GX_RESULTS)
+    for shard, marker in sorted(run.commits("validate").items()):
+        key = run.file_key("validate", shard, marker, GX_RESULTS)
         if run.store.exists(key):
-            documents += [(shard_name(shard), d) for d in json.loads(run.store.read_bytes(key))]
+            documents += [(shard_name(shard), d) for d in json.loads(run.read_checked("validate", shard, key, marker))]
     if not documents:
         return []
     with tempfile.TemporaryDirectory(prefix="glave-gx-") as docs:

@@ -43,6 +43,7 @@ class ValidateStage(Stage):
 
         from .. import schemas
         from ..parallel import run_in_pool
+        from ..store import decode_table
         from . import table_owners
 
         tables: dict[str, pa.Table] = {}
@@ -51,13 +52,14 @@ class ValidateStage(Stage):
             if stage in self.needs and name != "embeddings":
                 tables[name] = ctx.read(stage, name)
         vectors = None
-        if ctx.store.exists(ctx.layout.table("qa", ctx.shard, "embeddings")):  # older shards: encode everything
+        if ctx.has_upstream("qa", "embeddings"):  # older shards: encode everything
             vectors = ctx.read("qa", "embeddings", ["text_hash", "model", "vector"])
         ids = pa.array([v.video_id for v in ctx.videos], pa.string())
         videos = ctx.store.read_table(ctx.layout.videos_table, schemas.VIDEOS)
         tables["videos"] = videos.filter(pc.is_in(videos["video_id"], value_set=ids))
-        errors = [ctx.store.read_table(ctx.layout.table(s, ctx.shard, "errors"), schemas.ERRORS)
-                  for s in self.needs if ctx.store.exists(ctx.layout.table(s, ctx.shard, "errors"))]
+        # Every upstream failure of the shard, not only those of the videos still in it.
+        errors = [decode_table(ctx.read_upstream_bytes(s, "errors"), ctx.upstream_key(s, "errors"), schemas.ERRORS)
+                  for s in self.needs if ctx.has_upstream(s, "errors")]
         tables["errors"] = pa.concat_tables(errors) if errors else schemas.empty(schemas.ERRORS)
         # On one machine the judging runs in the run's worker pool, so shards validate side by side.
         rows, documents, metrics = run_in_pool(self, "judge", tables, vectors, [v.video_id for v in ctx.videos])
