@@ -71,10 +71,16 @@ class VideoContext:
     # The parent's environment when the work was handed out (credentials, endpoints): a
     # forkserver's workers would otherwise see the environment of the day the server started.
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # The attempt the parent writes (the worker's writes go there too), the upstream commits'
+    # records of this video's files (to check what it reads), and what the worker wrote.
+    attempt: str | None = None
+    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _ctx(self) -> ShardContext:
-        return ShardContext(self.store, self.config, self.run_id, self.shard, self.stage, [], {},
-                            errors=self.errors, metrics=self.metrics, show_progress=False)
+        return ShardContext(self.store, self.config, self.run_id, self.shard, self.stage, [], self.upstream,
+                            errors=self.errors, metrics=self.metrics, show_progress=False, attempt=self.attempt,
+                            artifacts=self.artifacts)
 
     def put_bytes(self, data: bytes, *parts: str) -> str:
         return self._ctx().put_bytes(data, *parts)
@@ -115,7 +121,7 @@ def _run_one(cls: type[Stage], config: GlaveConfig, method: str, vctx: VideoCont
     result = None
     with ctx.guard(vctx.video_id):
         result = getattr(stage, method)(vctx, *args)
-    return result, vctx.errors, vctx.metrics
+    return result, vctx.errors, vctx.metrics, vctx.artifacts
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -250,13 +256,31 @@ def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[s
         # A run's pool is shared (other shards may be using it now); otherwise this call's own.
         pool = shared.get() if shared is not None else stack.enter_context(video_pool(workers))
         futures = [pool.submit(_run_one, type(stage), stage.config, method,
-                               VideoContext(ctx.store, stage.config, ctx.run_id, ctx.shard, ctx.stage, vid), args)
+                               VideoContext(ctx.store, stage.config, ctx.run_id, ctx.shard, ctx.stage, vid,
+                                            attempt=ctx.attempt, upstream=_upstream_of(ctx, vid)), args)
                    for vid, args in items]
         for future in ctx.progress(futures, "videos", total=len(futures)):
-            result, errors, metrics = future.result()  # a dead worker: BrokenProcessPool fails the shard
+            result, errors, metrics, artifacts = future.result()  # a dead worker: BrokenProcessPool fails the shard
+            ctx._check_fence()
+            ctx.artifacts.update(artifacts)
             for e in errors:
                 ctx.fail(e["video_id"], e["reason"], e["detail"])
             for name, value in metrics.items():
                 ctx.add_metric(name, value)
             results.append(result)
     return results
+
+
+def _upstream_of(ctx: ShardContext, video_id: str) -> dict[str, dict[str, Any]]:
+    """The upstream commits as a worker needs them for one video: the attempt and the records of
+    that video's files only (files live under ``files/<video_id>/``), not the whole shard's."""
+    from .keys import safe_segment
+
+    head = f"files/{safe_segment(video_id)}/"
+    out: dict[str, dict[str, Any]] = {}
+    for stage, marker in ctx.upstream.items():
+        slim: dict[str, Any] = {"attempt": marker.get("attempt")}
+        if isinstance(marker.get("artifacts"), dict):
+            slim["artifacts"] = {k: v for k, v in marker["artifacts"].items() if k.startswith(head)}
+        out[stage] = slim
+    return out

@@ -2,9 +2,10 @@
 
 It makes a stage idempotent (commit marker with a fingerprint of everything that shapes the
 output), isolates per-video failures (errors table, failure ratio) and keeps readers honest
-(the marker is removed before a shard is rewritten and written last). Each attempt writes to a
-folder of its own, fenced by its lease (checked before every write), and its marker records
-every artifact's size and checksum, which readers check.
+(the marker is removed before a shard is rewritten and written last). Every write of an attempt
+is fenced by its lease (checked before each write, and read back before the commit), the marker
+is created only where none is, and it records every artifact's size and checksum, which readers
+check.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from . import __version__
 from .contract import ShardContext, Stage, VideoRef
 from .errors import CorruptArtifact, InfrastructureError, LeaseLost, ShardFailed, Terminated, UpstreamNotReady
 from .integrity import seal
-from .keys import join_key
-from .layout import ATTEMPT_PREFIX, RunLayout, shard_name
+from .layout import RunLayout, shard_name
 from .run import Run
 from .store import ArtifactStore
 
@@ -129,14 +129,13 @@ def _run_stage_held(
         return StageOutcome(stage.name, shard, "skipped", existing)
 
     # Nothing is removed before this writer proves the lease is still its own. The marker goes
-    # first so that no reader trusts a shard while it is being rewritten; the attempt's files go
-    # to a folder of its own, which only its commit makes visible.
+    # first so that no reader trusts a shard while it is being rewritten.
     ensure_all_held(leases)
     if store.exists(layout.commit(stage.name, shard)):
         store.delete_prefix(layout.commit(stage.name, shard))
     store.delete_prefix(layout.shard_prefix(stage.name, shard))
 
-    attempt = own.attempt
+    attempt = None  # the shard's own folder: markers name it, so readers follow them
     ctx = ShardContext(store, stage.config, run_id, shard, stage.name, videos, upstream, show_progress=show_progress,
                        attempt=attempt, fence=fence)
     started = time.time()
@@ -182,8 +181,9 @@ def _run_stage_held(
     # A shard whose every video failed says nothing about its videos and much about the
     # platform or the config: it never commits, whatever the ratio allows.
     if ratio > stage.config.run.max_failure_ratio or (videos and failed == len(videos)):
-        why = "all of its videos failed" if failed == len(videos) else \
-            f"ratio {ratio:.2f} > max_failure_ratio {stage.config.run.max_failure_ratio}"
+        limit = stage.config.run.max_failure_ratio
+        why = f"all of its videos failed; max_failure_ratio {limit}" if failed == len(videos) else \
+            f"ratio {ratio:.2f} > max_failure_ratio {limit}"
         record_failure("failure_ratio", f"{failed}/{len(videos)} videos failed ({why})",
                        **{k: v for k, v in marker.items() if k not in ("artifacts", "attempt")}, ratio=ratio)
         raise ShardFailed(f"{stage.name} shard {shard}: {failed}/{len(videos)} videos failed ({why}); "
@@ -195,7 +195,6 @@ def _run_stage_held(
     if not store.create_if_absent(layout.commit(stage.name, shard),
                                   json.dumps(sealed, indent=2, sort_keys=True, default=str).encode()):
         raise LeaseLost(f"{stage.name} shard {shard}: another writer committed it first; this attempt is dropped")
-    _drop_other_attempts(store, layout, stage.name, shard, attempt)
     return StageOutcome(stage.name, shard, "committed", sealed)
 
 
@@ -213,18 +212,6 @@ def _mark_corrupt(store: ArtifactStore, layout: RunLayout, exc: CorruptArtifact,
             store.delete_prefix(layout.commit(exc.stage, exc.shard))
     except InfrastructureError as err:
         log.warning("could not mark %s shard %d corrupt: %s", exc.stage, exc.shard, err)
-
-
-def _drop_other_attempts(store: ArtifactStore, layout: RunLayout, stage: str, shard: int, attempt: str) -> None:
-    """Remove what other attempts left in the shard (a writer that lost its lease and wrote on for
-    a moment): best effort, the commit already made only this attempt visible."""
-    prefix = layout.shard_prefix(stage, shard)
-    try:
-        for name in store.list_dirs(prefix):
-            if name.startswith(ATTEMPT_PREFIX) and name != attempt:
-                store.delete_prefix(join_key(prefix, name))
-    except InfrastructureError as exc:
-        log.warning("%s shard %d: could not remove other attempts' files: %s", stage, shard, exc)
 
 
 def _count_reasons(errors: list[dict[str, Any]]) -> dict[str, int]:

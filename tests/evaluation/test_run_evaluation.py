@@ -26,6 +26,7 @@ from glave_tasks.report.build import build_report
 from glave_tasks.store import ArtifactStore
 from tests.support import make_config
 from tests.support.openai_server import FakeServer, completion
+from tests.support.seed import recommit
 from tests.support.seed_run import seed_captioned_run
 
 from . import stories
@@ -42,6 +43,7 @@ def _copy_run_with_swapped_captions(store: ArtifactStore, src: str, dst: str) ->
     captions = table["caption"].to_pylist()
     store.write_table(key, table.set_column(table.schema.get_field_index("caption"), "caption",
                                             pa.array(captions[1:] + captions[:1], pa.string())))
+    recommit(store, dst, "bridge", 0)
 
 
 def fixture_judge(store: ArtifactStore, run_id: str) -> Callable[[dict[str, Any], int], tuple[int, Any]]:

@@ -62,6 +62,9 @@ def test_malformed_scene_split_fails_only_its_video_after_retries(serve, tmp_pat
 
     store.write_table(layout.table("caption", 0, "local_captions"),
                       schemas.rows_to_table(patched, schemas.LOCAL_CAPTIONS), schemas.LOCAL_CAPTIONS)
+    from tests.support.seed import recommit
+
+    recommit(store, RUN, "caption", 0)
 
     out = run_stage(build_stage("bridge", config), store, RUN, 0, show_progress=False)
     assert out.status == "committed"

@@ -22,6 +22,7 @@ from glave_tasks.stages import build_stage, stage_class
 from glave_tasks.store import ArtifactStore
 from glave_tasks.vision import rle
 from tests.support import BIG_BUCK_BUNNY, synthetic
+from tests.support.seed import recommit
 from tests.support.track_media import score_tracks
 
 RUN = "track-run"
@@ -156,10 +157,12 @@ def test_unreadable_frame_fails_only_that_video(tracked, tmp_path: Path) -> None
     key = next(r["image_key"] for r in dense if r["video_id"] == vid)
     original = store.read_bytes(key)
     store.write_bytes(key, b"not a jpeg")
+    recommit(store, RUN, "ingest", 0)  # committed so: the bytes ingest stored do not decode
     try:
         outcome = run_stage(build_stage("track", config), store, RUN, 0, force=True, show_progress=False)
     finally:
         store.write_bytes(key, original)
+        recommit(store, RUN, "ingest", 0)
     assert outcome.marker["failures"] == {"frame_unreadable": 1}
     assert vid not in outcome.marker["videos_ok"] and len(outcome.marker["videos_ok"]) == 2
     run_stage(build_stage("track", config), store, RUN, 0, force=True, show_progress=False)

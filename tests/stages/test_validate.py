@@ -17,6 +17,7 @@ from glave_tasks.report.build import build_report
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
+from tests.support.seed import recommit
 from tests.support.seed_run import seed_captioned_run
 
 RUN = "r-validate"
@@ -135,6 +136,7 @@ def test_publish_refuses_when_a_critical_check_failed(validated, tmp_path: Path)
     rows = store.read_table(key, schemas.QA).to_pylist()
     rows[0]["answer_choice"] = "E"  # a defect that slipped into the QA table
     store.write_table(key, schemas.rows_to_table(rows, schemas.QA), schemas.QA)
+    recommit(store, RUN, "qa", 0)
     try:
         run_stage(build_stage("validate", config), store, RUN, 0, force=True, show_progress=False)
         with pytest.raises(PublishBlocked, match="qa.answer_letter"):
@@ -143,6 +145,7 @@ def test_publish_refuses_when_a_critical_check_failed(validated, tmp_path: Path)
         assert not (tmp_path / "nope").exists()
     finally:
         store.write_bytes(key, original)
+        recommit(store, RUN, "qa", 0)
         run_stage(build_stage("validate", config), store, RUN, 0, force=True, show_progress=False)
 
 

@@ -15,6 +15,7 @@ from glave_tasks.quality import embeddings
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
+from tests.support.seed import recommit
 from tests.support.seed_run import seed_captioned_run
 
 RUN = "r-embed"
@@ -70,10 +71,12 @@ def test_qa_stores_a_unit_vector_per_text_and_validate_never_loads_the_model(
     # The same checks, with the same values, as when validate embeds everything itself.
     original = store.read_table(key, schemas.EMBEDDINGS)
     (Path(store.root) / key).unlink()  # a shard committed before the table existed
+    recommit(store, RUN, "qa", 0)
     try:
         direct, loaded, metrics = _validate(store, config, monkeypatch)
     finally:
         store.write_table(key, original)
+        recommit(store, RUN, "qa", 0, add=("embeddings.parquet",))
     assert loaded and direct == seeded
     assert "embeddings_from_table" not in metrics and metrics["texts_embedded"] > 0
     names = {c for c, _, _ in seeded}
@@ -88,9 +91,11 @@ def test_a_text_missing_from_the_table_is_still_embedded(qa_done: tuple[Artifact
     original = store.read_table(key, schemas.EMBEDDINGS)
     full, _, _ = _validate(store, config, monkeypatch)
     store.write_table(key, original.filter(pc.not_equal(original["video_id"], "twoshot")))
+    recommit(store, RUN, "qa", 0)
     try:
         partial, loaded, metrics = _validate(store, config, monkeypatch)
     finally:
         store.write_table(key, original)
+        recommit(store, RUN, "qa", 0)
     assert loaded and partial == full
     assert 0 < metrics["texts_embedded"] < original.num_rows

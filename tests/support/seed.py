@@ -148,3 +148,20 @@ def merge_tables(*parts: dict[str, pa.Table]) -> dict[str, pa.Table]:
         for name, t in p.items():
             out.setdefault(name, []).append(t)
     return {n: pa.concat_tables(ts) for n, ts in out.items()}
+
+
+def recommit(store: ArtifactStore, run_id: str, stage: str, shard: int, add: tuple[str, ...] = ()) -> None:
+    """Re-record a committed shard's artifacts after a test rewrote one on purpose (to plant a
+    scenario), as a new attempt's commit would: sizes, checksums and the marker's own seal."""
+    from glave_tasks.integrity import entry, seal
+
+    layout = RunLayout(run_id)
+    key = layout.commit(stage, shard)
+    marker = store.read_json(key)
+    marker.pop("marker_sha256", None)
+    prefix = layout.attempt_prefix(stage, shard, marker.get("attempt")) + "/"
+    if isinstance(marker.get("artifacts"), dict):
+        # An artifact the test removed leaves the record too (a shard committed without it).
+        marker["artifacts"] = {rel: entry(data) for rel in [*marker["artifacts"], *add]
+                               if (data := store.read_if_exists(prefix + rel)) is not None}
+    store.write_json(key, seal(marker))
