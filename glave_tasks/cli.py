@@ -473,10 +473,18 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     verbose = any(a in ("-v", "--verbose") for a in args[:1])
     _quiet_third_parties()
+    from . import signals
+    from .errors import Terminated
+
     _RESULTS_OUT.append(sys.stdout)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        # SIGTERM raises Terminated wherever the command is: it unwinds like a failure (failure
+        # marker, leases released) and ends in one line, even as PID 1 of a container.
+        with signals.handled(), contextlib.redirect_stdout(sys.stderr):
             rc = cli.main(args=args, standalone_mode=False)
+    except Terminated as exc:
+        click.echo(f"error: {exc}: stopped before it finished; run it again to resume", err=True)
+        return exc.exit_code
     except GlaveError as exc:
         click.echo(f"error: {exc}", err=True)
         return int(getattr(exc, "exit_code", 2))

@@ -14,11 +14,12 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from . import signals
 from .config import GlaveConfig
 from .contract import Stage
 from .discover import discover
-from .errors import GlaveError, InfrastructureError
-from .parallel import run_pool, runs_shards_side_by_side
+from .errors import GlaveError, InfrastructureError, Terminated
+from .parallel import run_pool, runs_shards_side_by_side, terminate_run_pool
 from .runner import StageOutcome, run_stage
 from .stages import available, build_stage, stage_class
 from .store import ArtifactStore
@@ -97,6 +98,7 @@ def _run_shards(stage: Stage, store: ArtifactStore, run_id: str, shards: list[in
     aborted: list[str] = []
 
     def one(shard: int) -> StageOutcome | None:
+        signals.check()  # the run is stopping: no shard starts
         if aborted:
             return None
         try:
@@ -110,7 +112,15 @@ def _run_shards(stage: Stage, store: ArtifactStore, run_id: str, shards: list[in
 
     if runs_shards_side_by_side(stage) and len(shards) > 1:
         with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix=f"glave-{stage.name}") as threads:
-            results = list(threads.map(one, shards))
+            try:
+                results = list(threads.map(one, shards))
+            except (Terminated, KeyboardInterrupt):
+                # A signal reaches this thread only. The shard threads wait on the run's pool: its
+                # workers are killed, so each thread ends its shard as terminated (failure marker,
+                # leases released) while leaving the block waits for them to finish that.
+                signals.stop("interrupted", 130)  # Ctrl-C; after a signal, the signal's reason stays
+                terminate_run_pool()
+                raise
     else:
         results = [one(shard) for shard in shards]
     outcomes = [r for r in results if r is not None]

@@ -19,6 +19,11 @@ On one machine a whole run shares one pool (:func:`run_pool`): the shards of a s
 by side (:func:`runs_shards_side_by_side`), each sending its videos (or, with :func:`run_in_pool`,
 its whole shard-level work) to that pool, so a run of many small shards keeps every core busy and
 starts its workers once.
+
+When the process is told to stop (:mod:`glave_tasks.signals`), a pool's workers are killed at
+once rather than left to finish their videos: what they wrote belongs to no commit, and nothing
+may go on writing after the stage has given up its leases. The threads waiting on them get
+:class:`~glave_tasks.errors.Terminated`.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ import contextlib
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import signals
 from .config import GlaveConfig
 from .contract import Resources, ShardContext, Stage, quantity
+from .errors import Terminated
 
 CPUS_ENV = "GLAVE_CPUS"
 
@@ -133,6 +140,8 @@ def _exit_with_parent(parent_pid: int) -> None:
 
     from .host import pid_alive
 
+    signals.default_in_child()  # the parent stops a worker with a signal: it must simply die
+
     def watch() -> None:
         while pid_alive(parent_pid):
             time.sleep(1.0)
@@ -150,6 +159,46 @@ def video_pool(workers: int) -> ProcessPoolExecutor:
                                initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
+def terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: its workers are killed (mid-video) and work not yet started is cancelled;
+    whoever waits on one of its futures gets an error (:func:`wait_for` makes it ``Terminated``)."""
+    # The pool forgets its processes on shutdown: take them first. Killed before the shutdown, so
+    # that no worker takes up another video meanwhile.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):  # already gone
+            process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _abandoning(exc: BaseException | None) -> bool:
+    """Whether a pool is left because the process is stopping (kill its workers) rather than on
+    an error of the work (running work ends first, as always)."""
+    return isinstance(exc, Terminated | KeyboardInterrupt) or signals.stopping.is_set()
+
+
+def _terminate_if_abandoned(pool: ProcessPoolExecutor) -> Callable[..., bool]:
+    """An exit callback (``ExitStack.push``) that kills the pool's workers when the block is left
+    because the process is stopping; leaving the pool would otherwise wait for their videos."""
+
+    def on_exit(exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is not None and _abandoning(exc):
+            terminate_pool(pool)
+        return False
+
+    return on_exit
+
+
+def wait_for(future: Future[Any]) -> Any:
+    """``future.result()``; when the process is stopping, an error of a pool stopped for that
+    reason (a killed worker, a cancelled future) is raised as :class:`Terminated` instead."""
+    try:
+        return future.result()
+    except BaseException:
+        signals.check()
+        raise
+
+
 class RunPool:
     """The process pool a run shares across its shards and stages (see :func:`run_pool`)."""
 
@@ -160,8 +209,10 @@ class RunPool:
         self._warmed: set[str] = set()
 
     def get(self) -> ProcessPoolExecutor:
-        """The live pool; a pool broken by a dead worker is replaced (its shard already failed)."""
+        """The live pool; a pool broken by a dead worker is replaced (its shard already failed).
+        Once the process is stopping there is none: ``Terminated``."""
         with self._lock:
+            signals.check()
             if self._pool is None or getattr(self._pool, "_broken", False):
                 if self._pool is not None:
                     self._pool.shutdown(wait=False, cancel_futures=True)
@@ -184,6 +235,13 @@ class RunPool:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
 
+    def terminate(self) -> None:
+        """Kill the workers now (:func:`terminate_pool`): the shards waiting on them stop."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            terminate_pool(pool)
+
 
 _RUN_POOL: RunPool | None = None
 
@@ -197,9 +255,19 @@ def run_pool(workers: int | None = None) -> Iterator[RunPool]:
     previous, _RUN_POOL = _RUN_POOL, RunPool(workers)
     try:
         yield _RUN_POOL
+    except BaseException as exc:
+        if _abandoning(exc):
+            _RUN_POOL.terminate()
+        raise
     finally:
         _RUN_POOL.close()
         _RUN_POOL = previous
+
+
+def terminate_run_pool() -> None:
+    """Kill the workers of the run's pool, if there is one (the process is stopping)."""
+    if _RUN_POOL is not None:
+        _RUN_POOL.terminate()
 
 
 def runs_shards_side_by_side(stage: Stage) -> bool:
@@ -215,7 +283,7 @@ def run_in_pool(stage: Stage, method: str, *args: Any) -> Any:
     arguments and the result cross processes: keep them to tables and plain data."""
     if _RUN_POOL is None or _RUN_POOL.workers <= 1:
         return getattr(stage, method)(*args)
-    return _RUN_POOL.get().submit(_call, type(stage), stage.config, method, args, dict(os.environ)).result()
+    return wait_for(_RUN_POOL.get().submit(_call, type(stage), stage.config, method, args, dict(os.environ)))
 
 
 def _call(cls: type[Stage], config: GlaveConfig, method: str, args: tuple[Any, ...], environ: dict[str, str]) -> Any:
@@ -240,6 +308,7 @@ def _import_all(modules: tuple[str, ...]) -> None:
 def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[str, tuple[Any, ...]]],
                workers: int | None = None) -> list[Any]:
     """``stage.<method>(video_ctx, *args)`` for each ``(video_id, args)``, in item order."""
+    signals.check()  # a shard thread of a run that is stopping starts no more work
     workers = cpu_workers(stage.resources()) if workers is None else workers
     shared = _RUN_POOL if _RUN_POOL is not None and _RUN_POOL.workers > 1 and workers > 1 else None
     if shared is None:
@@ -247,6 +316,7 @@ def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[s
     results: list[Any] = []
     if shared is None and workers <= 1:
         for vid, args in ctx.progress(items, "videos", total=len(items)):
+            signals.check()  # a shard thread gets no signal: it stops between videos
             result = None
             with ctx.guard(vid):
                 result = getattr(stage, method)(ctx, *args)
@@ -255,12 +325,14 @@ def map_videos(ctx: ShardContext, stage: Stage, method: str, items: list[tuple[s
     with contextlib.ExitStack() as stack:
         # A run's pool is shared (other shards may be using it now); otherwise this call's own.
         pool = shared.get() if shared is not None else stack.enter_context(video_pool(workers))
+        if shared is None:  # a run's pool is the run's to stop (local_run)
+            stack.push(_terminate_if_abandoned(pool))
         futures = [pool.submit(_run_one, type(stage), stage.config, method,
                                VideoContext(ctx.store, stage.config, ctx.run_id, ctx.shard, ctx.stage, vid,
                                             attempt=ctx.attempt, upstream=_upstream_of(ctx, vid)), args)
                    for vid, args in items]
         for future in ctx.progress(futures, "videos", total=len(futures)):
-            result, errors, metrics, artifacts = future.result()  # a dead worker: BrokenProcessPool fails the shard
+            result, errors, metrics, artifacts = wait_for(future)  # a dead worker: BrokenProcessPool fails the shard
             ctx._check_fence()
             ctx.artifacts.update(artifacts)
             for e in errors:

@@ -41,6 +41,8 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
     from kubernetes.client import models as k8s
 
     from .pod_spec import (
+        CONTAINER_COMMAND,
+        TERMINATION_GRACE_S,
         container_resources,
         container_security_context,
         env_vars,
@@ -63,7 +65,7 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
                         period_seconds=10, timeout_seconds=5, failure_threshold=3)
     container = k8s.V1Container(
         name=CONTAINER, image=image_for(config, "llm"), image_pull_policy=k.image_pull_policy,
-        command=["glave"], args=args,
+        command=list(CONTAINER_COMMAND), args=args,
         ports=[k8s.V1ContainerPort(name="http", container_port=SERVICE_PORT, protocol="TCP")],
         env=[k8s.V1EnvVar(name=n, value=v) for n, v in sorted(env_vars(config).items())],
         env_from=secret_sources(config, "llm"), resources=container_resources(res), volume_mounts=mounts,
@@ -81,6 +83,8 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
         node_selector=dict(k.gpu_node_selector) if gpu else None,
         tolerations=[k8s.V1Toleration(**t) for t in k.gpu_tolerations] if gpu else None,
         priority_class_name=k.gpu_priority_class if gpu else k.priority_class,
+        # The server (glave execs vLLM) stops on SIGTERM, which tini hands on to it, like a stage pod.
+        termination_grace_period_seconds=TERMINATION_GRACE_S,
     )
     deployment = k8s.V1Deployment(
         api_version="apps/v1", kind="Deployment",

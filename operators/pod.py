@@ -41,17 +41,17 @@ class GlavePodOperator(GlaveOperator):
         self._pod_operator: Any = None
 
     def arguments(self) -> list[str]:
-        """The container's arguments (its command is ``glave``)."""
+        """The container's arguments (its command is ``glave`` under tini)."""
         return self.command().argv(POD_RESULT_FILE if self.want_result else None)[1:]
 
     def pod_operator(self) -> Any:
         """The KubernetesPodOperator that runs this task's pod."""
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        from .pod_spec import pod_kwargs
+        from .pod_spec import CONTAINER_COMMAND, pod_kwargs
 
         return KubernetesPodOperator(
-            task_id=self.task_id, cmds=["glave"], arguments=self.arguments(),
+            task_id=self.task_id, cmds=list(CONTAINER_COMMAND), arguments=self.arguments(),
             # Only commands with a result use the XCom sidecar (hardened like the main container).
             do_xcom_push=self.want_result,
             **pod_kwargs(self.glave_config, family=self.family, resources=self.stage_resources,

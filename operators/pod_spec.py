@@ -15,6 +15,13 @@ from glave_tasks.config import GlaveConfig
 from glave_tasks.contract import Resources
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# The container's command, as the images' ENTRYPOINT has it: tini as PID 1 passes SIGTERM on to
+# glave and reaps what it leaves. A pod's ``command`` replaces the ENTRYPOINT, so it says the same.
+CONTAINER_COMMAND = ["/usr/bin/tini", "--", "glave"]
+# Seconds between SIGTERM (eviction, a cancelled task) and SIGKILL. A stage stops in seconds (its
+# workers killed, the shard marked terminated, its leases released); the rest is room for store
+# retries of those two writes. A lease not released in time expires after its TTL.
+TERMINATION_GRACE_S = 60
 
 
 def image_for(config: GlaveConfig, family: str) -> str:
@@ -133,6 +140,7 @@ def pod_kwargs(config: GlaveConfig, *, family: str, resources: Resources, name: 
         "startup_timeout_seconds": k.startup_timeout_s,
         "on_finish_action": k.on_finish_action,
         "termination_message_policy": "FallbackToLogsOnError",
+        "termination_grace_period": TERMINATION_GRACE_S,
         "kubernetes_conn_id": k.kubernetes_conn_id,
         "in_cluster": k.in_cluster,
         "get_logs": True,

@@ -1,5 +1,6 @@
 """The Dockerfiles cannot be built here; what can be checked is: glave is the entrypoint of every
-stage image, no image runs as root, extras exist, and pinned versions agree with pyproject."""
+stage image (under tini, as pods run it), no image runs as root, extras exist, and pinned versions
+agree with pyproject."""
 
 from __future__ import annotations
 
@@ -51,11 +52,22 @@ def _pip_requirements(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("family", STAGE_FAMILIES)
-def test_stage_image_entrypoint_is_the_glave_console_script(family: str) -> None:
-    (entry,) = [rest for op, rest in _instructions(IMAGES / family / "Dockerfile") if op == "ENTRYPOINT"]
+def test_stage_image_entrypoint_is_the_glave_console_script_under_tini(family: str) -> None:
+    """tini is PID 1 (the kernel ignores SIGTERM to a PID 1 without a handler) and installed from
+    Debian; a pod's command replaces the ENTRYPOINT, so pods give the same one."""
+    from operators.pod_spec import CONTAINER_COMMAND
+
+    instructions = _instructions(IMAGES / family / "Dockerfile")
+    (entry,) = [rest for op, rest in instructions if op == "ENTRYPOINT"]
     argv = json.loads(entry)
-    assert argv == ["glave"]
+    assert argv == ["/usr/bin/tini", "--", "glave"] == CONTAINER_COMMAND
+    assert any(op == "RUN" and re.search(r"apt-get install [^&]*\btini\b", rest) for op, rest in instructions)
     assert PYPROJECT["project"]["scripts"]["glave"] == "glave_tasks.cli:main"
+
+
+def test_airflow_image_keeps_the_init_of_its_base_image() -> None:
+    """apache/airflow's ENTRYPOINT runs dumb-init as PID 1; setting another would drop it."""
+    assert not [rest for op, rest in _instructions(IMAGES / "airflow" / "Dockerfile") if op == "ENTRYPOINT"]
 
 
 @pytest.mark.parametrize("family", [*STAGE_FAMILIES, "airflow"])

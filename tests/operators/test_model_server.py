@@ -42,7 +42,8 @@ def test_server_manifests_are_valid_and_readiness_probed(prod: GlaveConfig) -> N
     assert deployment["metadata"]["name"] == service["metadata"]["name"] == name and len(name) <= 63
     pod = deployment["spec"]["template"]
     container = pod["spec"]["containers"][0]
-    assert container["command"] == ["glave"]
+    assert container["command"] == ["/usr/bin/tini", "--", "glave"]  # the image's ENTRYPOINT
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 60
     assert container["args"][:2] == ["model-server", "serve"] and "/etc/glave/config.yaml" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == str(prod.engine.tensor_parallel_size)

@@ -11,6 +11,7 @@ import yaml
 
 from glave_tasks.cli import main as glave
 from glave_tasks.stages import available, build_stage
+from operators.pod_spec import TERMINATION_GRACE_S
 from operators.render import config_for, render_pods
 
 K8S_VERSION = "1.37.0"
@@ -44,11 +45,20 @@ def test_one_pod_per_task_running_the_glave_command_for_its_shard(rendered) -> N
     assert list(tasks) == ["discover", *available(), "report", "publish", "mlflow-log"]
     for name in available():
         main = tasks[name]["spec"]["containers"][0]
-        assert main["command"] == ["glave"]
+        assert main["command"] == ["/usr/bin/tini", "--", "glave"]  # the images' ENTRYPOINT
         args = main["args"]
         assert args[:2] == ["stage", name]
         assert args[args.index("--run-id") + 1] == "nightly-2026-01-01"
         assert args[args.index("--shard") + 1] == "3"
+
+
+def test_pods_stop_under_an_init_within_their_grace_period(rendered) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM reaches glave through tini, and the pod allows the stop (failure marker, leases
+    released) its time before SIGKILL."""
+    _, pods = rendered
+    for pod in pods:
+        assert pod["spec"]["containers"][0]["command"][:2] == ["/usr/bin/tini", "--"]
+        assert pod["spec"]["terminationGracePeriodSeconds"] == TERMINATION_GRACE_S == 60
 
 
 def test_pods_run_hardened(rendered) -> None:  # type: ignore[no-untyped-def]
