@@ -122,14 +122,26 @@ def discover(input_uri: str, run_id: str, reprocess: bool, shard_size: int | Non
 @result_file_opt
 def stage(name: str, run_id: str, shard: int, force: bool, config_path: str | None, store: str | None, as_json: bool,
           result_file: str | None) -> None:
-    """Run one stage over one shard."""
+    """Run one stage over one shard. Exit 1 when too many of its videos failed (as `glave run`),
+    2 for a user error, 3 for an infrastructure fault (out of memory included)."""
+    from .address_space import exhaustion_fails_the_stage, preflight
+    from .errors import ShardFailed
     from .language.model_server import attach
     from .runner import run_stage
     from .stages import build_stage
 
     cfg, st = _open(config_path, store)
     cfg = attach(cfg, st, run_id)  # engine stages: the run's model server, when there is one
-    outcome = run_stage(build_stage(name, cfg), st, run_id, shard, force=force, show_progress=not as_json)
+    built = build_stage(name, cfg)
+    # Before anything native starts threads: under too small an address space they abort or hang.
+    preflight(f"{name} shard {shard}", built.resources().memory)
+    try:
+        with exhaustion_fails_the_stage(f"{name} shard {shard}"):
+            outcome = run_stage(built, st, run_id, shard, force=force, show_progress=not as_json)
+    except ShardFailed as exc:
+        # The work ran and did not succeed: the same exit as `glave run` for a failed shard.
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
     _write_result(result_file, outcome.to_json())
     _emit(outcome.to_json(), as_json, _format_outcome)
 
@@ -298,7 +310,9 @@ def mlflow_log(run_id: str, config_path: str | None, store: str | None, as_json:
           f"at {r['tracking_uri']}: stages {', '.join(r['stages'])}; {len(r['models'])} model references")
 
 
-@cli.command()
+# Record files may be named after YouTube ids, which can start with '-': such a path is a target,
+# not an option (a real option that is mistyped is still refused, below).
+@cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--json-out", default=None, help="Write the check results as JSON here.")
 @click.option("--html-out", default=None, help="Write a self-contained HTML page of the results here.")
@@ -312,6 +326,9 @@ def audit(targets: tuple[str, ...], json_out: str | None, html_out: str | None, 
 
     from .audit import audit_html, audit_targets
 
+    for t in targets:
+        if t.startswith("-") and not Path(t).exists():
+            raise click.UsageError(f"no such option or file: {t}")
     cfg, st = _open(config_path, store)
     result = audit_targets(list(targets), cfg, st)
     summary = result.to_json()
@@ -408,10 +425,18 @@ def evaluate(run_id: str | None, records: str | None, questions: str | None, nam
     small = {k: summary[k] for k in ("run_id", "name", "html", "requests")}
     small.update(accuracy=summary["scores"]["accuracy"], e_rate=summary["scores"]["e_rate"],
                  questions=summary["scores"]["questions"], skipped=summary["skipped"]["total"],
-                 judge=summary["judge"]["label"], regression=(summary["comparison"] or {}).get("status", "no_baseline"))
+                 judge=summary["judge"]["label"], regression=(summary["comparison"] or {}).get("status", "no_baseline"),
+                 files_not_taken=len(summary["files_not_taken"]))
     _write_result(result_file, small)
     _emit(summary, as_json, _format_evaluation)
-    if fail_on_regression and (summary["comparison"] or {}).get("regressed"):
+    # Files not scored are never silent: each on stderr with its reason; unreadable ones fail the
+    # command (as in glave audit) after everything else was scored.
+    for n in summary["files_not_taken"]:
+        click.echo(f"not scored: {n['path']}: {n['reason']} ({n['detail']})", err=True)
+    bad_files = [n for n in summary["files_not_taken"] if n["reason"] != "side_file"]
+    if bad_files:
+        click.echo(f"error: {len(bad_files)} file(s) could not be evaluated (listed above); the rest were", err=True)
+    if bad_files or (fail_on_regression and (summary["comparison"] or {}).get("regressed")):
         raise click.exceptions.Exit(1)
 
 

@@ -259,6 +259,10 @@ class EngineConfig(Section):
     # longer (openai). A batch may be bounded too: requests not done by then fail with model_deadline.
     request_deadline_s: float = Field(default=600.0, gt=0)
     batch_deadline_s: float | None = Field(default=None, gt=0)
+    # How long clients wait for a server that is down (its models and health endpoints refuse,
+    # reset, time out or say 502/503/504) to come back before the stage ends as infrastructure
+    # (exit 3). Covers one restart of the server: weights loaded, CUDA graphs captured again (openai).
+    server_wait_s: float = Field(default=600.0, gt=0)
     retries: int = Field(3, ge=0)
     # Malformed or empty answers are re-sent this many times, then the video fails.
     structured_retries: int = Field(2, ge=0)

@@ -37,6 +37,8 @@ NOT_REGULAR_FILE = "not_a_regular_file"
 DUPLICATE = "duplicate"
 ALREADY_ANNOTATED = "already_annotated"
 OVER_MAX_VIDEOS = "over_max_videos"
+UNSAFE_KEY = "unsafe_key"
+FOLDER_MARKER = "folder_marker"
 
 
 def scan_inputs(input_uri: str, config: GlaveConfig) -> tuple[list[tuple[str, int]], list[dict[str, str]]]:
@@ -66,27 +68,58 @@ def _scan_s3(input_uri: str, config: GlaveConfig, exts: set[str]) -> tuple[list[
         if retrying("stat", input_uri, lambda: fs.isfile(base), deadline):
             found = {base: retrying("stat", input_uri, lambda: fs.info(base), deadline)}
         else:
-            found = retrying("list", input_uri, lambda: fs.find(base, detail=True, withdirs=True), deadline)
+            # Objects only: a listing with folders folds an object into a folder of the same
+            # name ("in/x/.." beside "in/x/../y.mp4") and loses it from the accounting.
+            found = retrying("list", input_uri, lambda: fs.find(base, detail=True, withdirs=False), deadline)
     except FileNotFoundError:
         raise GlaveError(f"input prefix not found: {input_uri}") from None
     taken: list[tuple[str, int]] = []
     skipped: list[dict[str, str]] = []
+    prefixes: set[str] = set()
     for path, info in sorted(found.items()):
         uri = f"s3://{path}"
-        suffix = PurePosixPath(path.rstrip("/")).suffix.lower()
+        # Only the listing's own "/" goes: an empty segment ("in//x.mp4") is part of the key.
+        rel = path[len(base) + 1:] if path.startswith(base + "/") else PurePosixPath(path).name
+        size = int(info.get("size") or 0)
         if info.get("type") == "directory":
-            if suffix in exts:
-                skipped.append(_not_taken(uri, DIRECTORY_NAMED_LIKE_VIDEO, "a prefix (folder), not an object; "
-                                                                          "the objects under it were searched"))
-            continue  # other folders are just where files live
-        if path.endswith("/"):
-            continue  # a zero-byte folder marker, created by consoles; not an input
+            continue  # not an object (a store that reports prefixes anyway); its objects are listed
+        parent = path.rsplit("/", 1)[0]
+        while parent.startswith(base + "/") and parent not in prefixes:
+            prefixes.add(parent)
+            parent = parent.rsplit("/", 1)[0]
+        if path.endswith("/") and size == 0 and (rel in ("", "/") or _unsafe_key(rel[:-1]) is None):
+            skipped.append(_not_taken(uri, FOLDER_MARKER, "an empty object ending in '/', as consoles create for a folder"))
+            continue
+        unsafe = _unsafe_key(rel)
+        if unsafe is not None:
+            skipped.append(_not_taken(uri, UNSAFE_KEY, unsafe))
+            continue
+        suffix = PurePosixPath(path).suffix.lower()
         if suffix not in exts:
             skipped.append(_not_taken(uri, NOT_VIDEO_EXTENSION, f"extension {suffix or '(none)'!r} is not one of "
                                                                 f"run.video_extensions"))
             continue
-        taken.append((uri, int(info.get("size") or 0)))
+        taken.append((uri, size))
+    for prefix in sorted(prefixes):
+        if PurePosixPath(prefix).suffix.lower() in exts and _unsafe_key(prefix[len(base) + 1:]) is None:
+            skipped.append(_not_taken(f"s3://{prefix}", DIRECTORY_NAMED_LIKE_VIDEO, "a prefix (folder), not an object; "
+                                                                                  "the objects under it were searched"))
     return taken, skipped
+
+
+def _unsafe_key(rel: str) -> str | None:
+    """Why an object key (relative to the input prefix) is refused, or None. Dot segments, empty
+    segments and control characters name another object to any client or proxy that normalises
+    paths, and a key ending in '/' is a folder's name, not a file's."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return "the key holds control characters"
+    if rel.endswith("/"):
+        return "the key ends in '/' (a folder marker) but the object holds bytes"
+    bad = [seg for seg in rel.split("/") if seg in ("", ".", "..")]
+    if bad:
+        shown = "an empty segment ('//')" if "" in bad else f"a {bad[0]!r} segment"
+        return f"the key has {shown}, which path-normalising clients resolve to another object"
+    return None
 
 
 def _scan_local(base: Path, exts: set[str]) -> tuple[list[tuple[str, int]], list[dict[str, str]]]:

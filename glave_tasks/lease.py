@@ -178,8 +178,15 @@ class Lease:
         while True:
             if self._try_take(holder):
                 self.waited_s = _now() - started
-                self._thread = threading.Thread(target=self._renew_loop, name=f"lease-{self.what}", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._renew_loop, name=f"lease-{self.what}", daemon=True)
+                try:
+                    thread.start()
+                except BaseException:
+                    # No renewal thread (out of threads or memory): give the lease back at once
+                    # rather than hold it unrenewed until it expires.
+                    self.release()
+                    raise
+                self._thread = thread
                 return self
             if _now() >= deadline:
                 raise LeaseHeld(

@@ -66,7 +66,8 @@ def run_pipeline(
         "outcomes": [o.to_json() for o in outcomes], "failed": failed, "report": None, "published": None,
     }
     if server.record is not None:
-        result["model_server"] = {k: server.record.get(k) for k in ("url", "model", "engine_starts", "startup_s")}
+        result["model_server"] = {k: server.record.get(k) for k in ("url", "model", "engine_starts", "startup_s",
+                                                                     "restarts", "stopped_at")}
     if aborted:
         result["aborted"] = aborted
         return result
@@ -132,7 +133,15 @@ class _ModelServer:
     """The run's model server around its engine stages: starting in the background from the
     beginning of the run (its start-up overlaps the stages before the first engine stage, as the
     DAG's setup task overlaps ingest), waited for by the first stage that needs it, stopped after
-    the last one (or when the run fails, cancelling a start still under way). Other engines: nothing."""
+    the last one (or when the run fails, cancelling a start still under way). Other engines: nothing.
+
+    While the engine stages run, a watchdog restarts the server once when its process is gone
+    (what is left of it stopped first, the new one on the same port): clients wait for it within
+    ``engine.server_wait_s`` and carry on. A second death is final: the clients are told at once
+    and the stage ends as infrastructure (exit 3)."""
+
+    RESTARTS = 1  # a server that dies twice in a run has a cause a third start will not fix
+    WATCH_S = 1.0
 
     def __init__(self, store: ArtifactStore, config: GlaveConfig, run_id: str, names: list[str]) -> None:
         from .language.engine_stage import EngineStage
@@ -142,8 +151,10 @@ class _ModelServer:
         self.store, self.config, self.run_id = store, config, run_id
         self.users = [n for n in names if issubclass(stage_class(n), EngineStage)] if server_needed(config) else []
         self.record: dict[str, Any] | None = None
+        self.restarts = 0
         self._starting: Future[dict[str, Any]] | None = None
-        self._cancel = threading.Event()
+        self._cancel = threading.Event()  # the run is done with the server: no start, no restart
+        self._watchdog: threading.Thread | None = None
 
     def start_early(self) -> None:
         if self.users and self._starting is None and self.record is None:
@@ -164,16 +175,46 @@ class _ModelServer:
             self.start_early()  # a no-op when the run began it, as it does
             assert self._starting is not None  # name is one of self.users
             self.record = self._starting.result()
+            self._watchdog = threading.Thread(target=self._watch, name="glave-model-server-watch", daemon=True)
+            self._watchdog.start()
         return attach(self.config, self.store, self.run_id)
+
+    def _watch(self) -> None:
+        """Restart the server when its process (the guard leading its session) is gone."""
+        from .host import pid_alive
+        from .language.model_server import abandon, restart_local
+
+        while not self._cancel.wait(self.WATCH_S):
+            record = self.record
+            if record is None or pid_alive(record.get("pid")):
+                continue
+            url = str(record.get("url"))
+            if self.restarts >= self.RESTARTS:
+                log.error("model server of run %s died again (pid %s); not restarted: %d restart(s) a run",
+                          self.run_id, record.get("pid"), self.RESTARTS)
+                abandon(url, f"it died after {self.restarts} restart(s) in run {self.run_id}")
+                return
+            self.restarts += 1
+            log.warning("model server of run %s died (pid %s); restarting it at %s", self.run_id, record.get("pid"), url)
+            try:
+                self.record = restart_local(self.config, self.store, self.run_id, self._cancel, os.getpid())
+            except Exception as exc:  # noqa: BLE001 - the clients learn it from the abandoned URL
+                if not self._cancel.is_set():
+                    log.error("model server of run %s could not be restarted: %s", self.run_id, exc)
+                    abandon(url, f"its restart failed: {exc}")
+                return
 
     def after(self, name: str) -> None:
         if self.users and name == self.users[-1]:
             self.stop()
 
     def stop(self) -> None:
+        self._cancel.set()  # before anything else: a death while stopping is not restarted
+        if self._watchdog is not None:
+            self._watchdog.join()  # a restart under way sees the cancel and stops its process
+            self._watchdog = None
         if self._starting is not None and self.record is None:
             # The run ends before any engine stage asked for the server: stop its start.
-            self._cancel.set()
             try:
                 self.record = self._starting.result()  # it became ready meanwhile: stopped below
             except Exception as exc:  # noqa: BLE001 - no stage needed it; the run's own outcome stands
@@ -182,4 +223,5 @@ class _ModelServer:
         if self.record is not None and not self.record.get("stopped_at"):
             from .language.model_server import stop_local
 
+            # Stops what the store's record names (after a failed restart, the old server's remains).
             self.record = stop_local(self.store, self.run_id) or self.record

@@ -64,6 +64,9 @@ PROBES = pa.schema([
     # source_duration_s is what the container declared (0 when it does not say).
     pa.field("truncated_at_s", pa.float64()),
     pa.field("source_duration_s", pa.float64()),
+    # Degrees counter-clockwise the frames were turned to show them upright (the container's
+    # display matrix); width and height above are as shown, after the turn.
+    pa.field("rotation", pa.int32()),
 ])
 
 KEYFRAMES = pa.schema([

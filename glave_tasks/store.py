@@ -141,9 +141,28 @@ def retrying(what: str, where: str, fn: Callable[[], T], deadline_s: float,
             if _credentials_error(exc):
                 raise StoreError(f"no S3 credentials for {where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                                  "a profile or a role (never in the glave config)") from None
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # Waiting does not free a disk: say which one is full, at once, on any store.
+                local = exc.filename if isinstance(exc.filename, str) else (where if "://" not in where else None)
+                room = ""
+                with contextlib.suppress(OSError):
+                    if local:
+                        mount = Path(local).absolute()
+                        while not mount.exists() and mount != mount.parent:
+                            mount = mount.parent
+                        fs_stat = os.statvfs(mount)
+                        free = fs_stat.f_bavail * fs_stat.f_frsize
+                        while not os.path.ismount(mount) and mount != mount.parent:
+                            mount = mount.parent
+                        room = f" ({free} bytes free on {mount})"
+                raise StoreUnavailable(f"disk full: {what} {where}: {exc.strerror or 'no space left'}{room}") from None
             if not is_transient(exc):
                 raise StoreError(f"store error: {what} {where}: {_short(exc)}") from None
             elapsed = time.monotonic() - started
+            if deadline_s <= 0 and "://" not in where:
+                # A local disk: no deadline to cite, since nothing is retried there.
+                raise StoreUnavailable(f"store unavailable: {what} {where} failed: {_short(exc)} "
+                                       "(local storage is not retried)") from None
             if elapsed >= deadline_s:
                 raise StoreUnavailable(
                     f"store unavailable: {what} {where} failed {attempt + 1} time(s) over {elapsed:.0f} s "

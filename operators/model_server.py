@@ -1,7 +1,7 @@
 """The run's model server as Airflow setup and teardown tasks.
 
-Kubernetes: a Deployment (one replica, the LLM image, the GPU, a readiness probe on vLLM's
-``/health``) and a ClusterIP Service named after the run; the setup task applies both and waits
+Kubernetes: a Deployment (one replica, the LLM image, the GPU, startup, readiness and liveness
+probes on vLLM's ``/health``) and a ClusterIP Service named after the run; the setup task applies both and waits
 until the Deployment is available, the teardown task deletes them (teardowns run even when the
 shards failed). Stage pods reach it at :func:`glave_tasks.language.model_server.service_url`.
 Before deleting, the teardown reads the server pods' container status: every restart of the
@@ -61,8 +61,11 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
     if config_uri:
         args += ["--config", config_uri]
     volumes, mounts = scratch_volumes(config, "llm")
-    probe = k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"),
-                        period_seconds=10, timeout_seconds=5, failure_threshold=3)
+    health = k8s.V1HTTPGetAction(path="/health", port="http")
+    # Out of the Service after 30 s without health (clients wait for it: engine.server_wait_s);
+    # restarted after a minute, so a server slow to answer under load is not killed mid-batch.
+    readiness = k8s.V1Probe(http_get=health, period_seconds=10, timeout_seconds=5, failure_threshold=3)
+    liveness = k8s.V1Probe(http_get=health, period_seconds=10, timeout_seconds=5, failure_threshold=6)
     container = k8s.V1Container(
         name=CONTAINER, image=image_for(config, "llm"), image_pull_policy=k.image_pull_policy,
         command=list(CONTAINER_COMMAND), args=args,
@@ -71,10 +74,12 @@ def server_manifests(config: GlaveConfig, run_id: str, config_uri: str | None = 
         env_from=secret_sources(config, "llm"), resources=container_resources(res), volume_mounts=mounts,
         security_context=container_security_context(config),
         # Weights download and CUDA graph capture take minutes: the startup probe allows for it,
-        # the readiness probe gates traffic, the liveness probe restarts a wedged engine.
-        startup_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"), period_seconds=10,
+        # the readiness probe gates traffic, the liveness probe restarts a wedged engine (vLLM's
+        # /health fails once its engine core is dead). A server process that exits is restarted
+        # by the kubelet (restartPolicy Always); clients wait for it meanwhile.
+        startup_probe=k8s.V1Probe(http_get=health, period_seconds=10,
                                   failure_threshold=max(1, int(config.model_server.startup_timeout_s // 10))),
-        readiness_probe=probe, liveness_probe=probe,
+        readiness_probe=readiness, liveness_probe=liveness,
     )
     gpu = res.gpus > 0
     pod = k8s.V1PodSpec(

@@ -175,6 +175,8 @@ def evaluate(store: ArtifactStore, config: GlaveConfig, *, run_id: str | None = 
         "skipped": {"total": len(skipped), "by_reason": reasons,
                     "videos_not_in_run": sorted({s.video_id for s in missing if s.reason == "video_not_in_run"})},
         "tables": {t: target.store.uri(target.key(f"{t}.parquet")) for t in ("votes", "answers", "scores", "skipped")},
+        # Every file of a records folder that was not scored, with the reason (none for a run).
+        "files_not_taken": source.not_taken,
     }
     baseline = None
     if run_id is not None or baseline_run_id:

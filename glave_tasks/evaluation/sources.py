@@ -9,16 +9,18 @@ export's ``parquet/videos.parquet``).
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..config import S3Options
 from ..errors import GlaveError
-from ..quality.record_format import Record, records_from_json
+from ..quality.record_format import Record, read_record_file
 from ..store import ArtifactStore
 
-SIDE_FILES = {"dataset_card.json", "summary.json"}  # written beside exported records
+# Names of the side files exports and reports write beside records. Content decides first (a
+# record is a record whatever its name); the name only explains a non-record written before
+# side files said what they are.
+SIDE_FILES = {"dataset_card.json", "summary.json"}
 
 
 @dataclass
@@ -27,6 +29,8 @@ class CaptionSource:
     run_id: str | None
     records: dict[str, Record]  # video id -> record
     aliases: dict[str, str] = field(default_factory=dict)  # input file stem -> video id
+    # Every file looked at and not read as records: {path, reason, detail} (see scan_paths).
+    not_taken: list[dict[str, str]] = field(default_factory=list)
 
     def find(self, video_id: str) -> Record | None:
         """The record of a question's video, by video id or by input file stem."""
@@ -74,20 +78,28 @@ def from_path(uri: str, s3: S3Options | None = None) -> CaptionSource:
         raise GlaveError(f"records {uri}: no such file or folder")
     paths = [base] if fs.isfile(base) else sorted(p for p in fs.find(base) if p.endswith(".json"))
     records: dict[str, Record] = {}
+    not_taken: list[dict[str, str]] = []
     for p in paths:
-        name = PurePosixPath(p).name
-        if name in SIDE_FILES or name.startswith("_"):
-            continue
+        where = f"s3://{p}" if uri.startswith("s3://") else p  # as the user would name it
         try:
-            obj = json.loads(fs.cat_file(p))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GlaveError(f"records {uri}: {name} is not valid JSON ({exc})") from None
-        for rec in records_from_json(obj, PurePosixPath(p).stem, p):
+            data = fs.cat_file(p)
+        except OSError as exc:
+            not_taken.append({"path": where, "reason": "unreadable", "detail": f"cannot be read ({exc})"[:300]})
+            continue
+        found, why = read_record_file(data, PurePosixPath(p).stem, where)
+        if why is not None and why["reason"] == "not_a_record" and PurePosixPath(p).name in SIDE_FILES:
+            why = {**why, "reason": "side_file", "detail": f"named like an export's side file and not a record ({why['detail']})"[:300]}
+        if why is not None:
+            not_taken.append(why)
+        for rec in found:
             if rec.video_id in records:
-                raise GlaveError(f"records {uri}: video {rec.video_id!r} appears twice ({records[rec.video_id].source}, {p})")
+                not_taken.append({"path": where, "reason": "duplicate_video",
+                                  "detail": f"video {rec.video_id!r} was already read from {records[rec.video_id].source}"})
+                continue
             records[rec.video_id] = rec
     if not records:
-        raise GlaveError(f"records {uri}: no GLaVE JSON records found")
+        why_none = "; ".join(f"{n['path']}: {n['reason']} ({n['detail']})" for n in not_taken[:5])
+        raise GlaveError(f"records {uri}: no GLaVE JSON records found" + (f": {why_none}" if why_none else ""))
     aliases: dict[str, str] = {}
     videos = f"{base}/parquet/videos.parquet"
     if fs.isdir(base) and fs.exists(videos):
@@ -95,4 +107,4 @@ def from_path(uri: str, s3: S3Options | None = None) -> CaptionSource:
 
         aliases = _stem_aliases(pq.read_table(io.BytesIO(fs.cat_file(videos))).to_pylist())
     shown = uri if "://" in uri else str(Path(uri))
-    return CaptionSource(f"records {shown}", None, records, aliases)
+    return CaptionSource(f"records {shown}", None, records, aliases, not_taken)

@@ -12,11 +12,20 @@ Lifecycle here (embedded default: a local process):
     record = start_local(config, store, run_id)   # spawn, wait for /health and the model, record it
     config = attach(config, store, run_id)        # stages: the server's URL from the run's record
     engine = connect(config)                      # an HTTP client engine for that server
-    stop_local(store, run_id)                     # SIGTERM the process group, SIGKILL if it lingers
+    record = restart_local(config, store, run_id) # it died: what is left goes, a new one on its port
+    stop_local(store, run_id)                     # SIGTERM its session, SIGKILL what lingers
+
+A server is a session of processes (vLLM's engine core and workers are children of the API
+server; ``glave run`` puts a guard in front as the session's leader). Stopping it signals every
+live process of that session, found in ``/proc`` even when the leader is already gone. While any
+of them lives, Linux gives the session's number to no new process; the record also keeps the
+leader's start time, so a number reused after the whole session ended is left alone. (An
+inherited environment variable would be no mark: vLLM's processes set their titles over their
+environment in ``/proc``.) The record says ``stopped_at`` only once none of them is alive.
 
 The record (``runs/<run_id>/model_server/endpoint.json``) is the hand-off between the process
 that started the server and the stage processes: URL, served model, revision, the full command
-line, start time and how many engine starts the run paid. In Kubernetes the server is a
+line, start time, how many engine starts the run paid and how many of them were restarts. In Kubernetes the server is a
 Deployment + Service started by the DAG's setup task (``operators/model_server.py``); its URL is
 the Service's DNS name, derived from the run id, so no record is needed to find it.
 """
@@ -39,6 +48,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from ..config import EngineConfig, GlaveConfig
 from ..errors import ConfigError
@@ -59,6 +69,11 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 # Structured answers must terminate even when a model rambles: xgrammar, no free whitespace
 # (the same setting as the in-process engine).
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
+KILL_WAIT_S = 10.0  # after SIGKILL: how long until a process is counted as unkillable
+
+# Local servers this process gave up on (it restarted them as often as it may, and they died
+# again), by URL: their clients in this process stop waiting for them at once.
+_ABANDONED: dict[str, str] = {}
 
 
 def engine_config(config: GlaveConfig) -> EngineConfig:
@@ -157,11 +172,13 @@ def free_port(host: str) -> int:
 
 # -- local process ------------------------------------------------------------------------------
 def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str,
-                cancel: threading.Event | None = None, owner_pid: int | None = None) -> dict[str, Any]:
+                cancel: threading.Event | None = None, owner_pid: int | None = None, *,
+                port: int | None = None) -> dict[str, Any]:
     """Start the run's server as a local process (or find it running) and record it. Setting
     ``cancel`` while it starts stops the process and raises :class:`EngineError`. With
     ``owner_pid`` the server is stopped when that process is gone (``glave run``: a killed run
-    leaves no server behind); without, it outlives its starter (a setup task)."""
+    leaves no server behind); without, it outlives its starter (a setup task). ``port`` overrides
+    ``model_server.port`` (a restart listens where the clients already send)."""
     if not server_needed(config):
         raise ConfigError("no model server needed: the engine is not vllm with model_server.mode per_run")
     existing = read_record(store, run_id)
@@ -170,7 +187,7 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str,
         return existing
     ms = config.model_server
     device = resolved_device(config)
-    port = ms.port or free_port(ms.host)
+    port = port or ms.port or free_port(ms.host)
     base = f"http://{ms.host}:{port}"
     flags = serve_args(config, model_source(config), host=ms.host, port=port, device=device)
     argv = [server_python(config), "-m", SERVER_MODULE, *flags]
@@ -180,44 +197,88 @@ def start_local(config: GlaveConfig, store: ArtifactStore, run_id: str,
     log.info("starting model server: %s", " ".join(argv))
     with open(log_path, "ab") as out:
         # Its own session: the server outlives the command that started it (a setup task) and is
-        # stopped as a whole process group (vLLM's engine core is a child process).
+        # stopped as a whole session (vLLM's engine core is a child process).
         launch = argv if owner_pid is None else [
             sys.executable, "-m", "glave_tasks.process_guard", str(owner_pid), "--", *argv]
         proc = subprocess.Popen(launch, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=server_env(config), start_new_session=True)
-    try:
-        wait_ready(base, served_name(engine_config(config)), ms.startup_timeout_s, proc=proc, log_path=log_path,
-                   cancel=cancel)
-    except BaseException:
-        _stop_group(proc.pid)
-        raise
     e = engine_config(config)
-    record = {
+    # Recorded from the launch on: an engine start is paid from here, and whoever stops the run
+    # while this one is still starting (a restart clients already use) finds this process.
+    record: dict[str, Any] = {
         "run_id": run_id, "kind": "local", "url": f"{base}/v1", "model": served_name(e), "revision": e.revision,
         "weights": e.weights, "device": device, "argv": argv, "flags": flags, "pid": proc.pid,
-        "log": str(log_path), "started_at": datetime.now(UTC).isoformat(),
-        "startup_s": round(time.perf_counter() - started, 3),
+        "leader_start": process_start(proc.pid), "log": str(log_path),
         "engine_starts": int((existing or {}).get("engine_starts", 0)) + 1,
+        "restarts": int((existing or {}).get("restarts", 0)),
     }
+    try:
+        store.write_json(record_key(run_id), record)
+        wait_ready(base, served_name(e), ms.startup_timeout_s, proc=proc, log_path=log_path, cancel=cancel)
+    except BaseException:
+        left = stop_session(proc.pid, record["leader_start"])
+        record.update({"stop_incomplete": left} if left else {"stopped_at": datetime.now(UTC).isoformat()})
+        try:
+            store.write_json(record_key(run_id), record)
+        except Exception as exc:  # noqa: BLE001 - the start's own failure is the one to raise
+            log.warning("model server of run %s: record not updated after a failed start: %s", run_id, exc)
+        raise
+    record.update(started_at=datetime.now(UTC).isoformat(), startup_s=round(time.perf_counter() - started, 3))
     store.write_json(record_key(run_id), record)
+    _ABANDONED.pop(f"{base}/v1", None)  # a new server at that address
     log.info("model server %s ready at %s in %.1f s (engine starts this run: %d)", record["model"], record["url"],
              record["startup_s"], record["engine_starts"])
     return record
 
 
+def restart_local(config: GlaveConfig, store: ArtifactStore, run_id: str,
+                  cancel: threading.Event | None = None, owner_pid: int | None = None) -> dict[str, Any]:
+    """Start the run's server again after it died. What is left of the old one goes first (an
+    orphaned engine core still holds the accelerator's memory); the new one listens on the old
+    port, so clients waiting for the old URL carry on. The record counts the restart."""
+    old = read_record(store, run_id)
+    if old is None or old.get("kind") != "local":
+        raise EngineError(f"no local model server recorded for run {run_id}: nothing to restart")
+    left = stop_session(old.get("pid"), old.get("leader_start"))
+    if left:
+        raise EngineError(f"model server of run {run_id} not restarted: its processes {left} did not stop")
+    store.write_json(record_key(run_id), {**old, "restarts": int(old.get("restarts", 0)) + 1,
+                                          "died_at": datetime.now(UTC).isoformat()})
+    port = urlparse(str(old["url"])).port
+    return start_local(config, store, run_id, cancel, owner_pid, port=port)
+
+
 def stop_local(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
-    """Stop the run's local server, if one was recorded; safe to call twice."""
+    """Stop the run's local server, if one was recorded; safe to call twice. The record says
+    ``stopped_at`` only when no process of the server is left; otherwise ``stop_incomplete``
+    names the survivors and a later call tries again."""
     record = read_record(store, run_id)
     if record is None:
         return None
     if record.get("kind") == "local" and not record.get("stopped_at"):
         pid = record.get("pid")
-        if isinstance(pid, int) and pid_alive(pid) and _is_server(pid):
-            _stop_group(pid)
+        # The leader may be gone while its children live on: the session is stopped regardless.
+        # Without the leader's start time (a record of an older release), a live leader must
+        # still look like the server before its session is touched.
+        start = record.get("leader_start")
+        verified = isinstance(start, int) or not (isinstance(pid, int) and pid_alive(pid)) or _is_server(pid)
+        left = stop_session(pid, start if isinstance(start, int) else None) if verified else []
+        if left:
+            record["stop_incomplete"] = left
+            store.write_json(record_key(run_id), record)
+            log.error("model server of run %s: processes %s still alive after SIGKILL; not recorded as stopped",
+                      run_id, left)
+            return record
+        record.pop("stop_incomplete", None)
         record["stopped_at"] = datetime.now(UTC).isoformat()
         store.write_json(record_key(run_id), record)
         log.info("model server of run %s stopped", run_id)
     return record
+
+
+def abandon(url: str, why: str) -> None:
+    """No new server will come at ``url``: clients of it in this process give up waiting now."""
+    _ABANDONED[url] = why
 
 
 def read_record(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
@@ -278,24 +339,86 @@ def _is_server(pid: int) -> bool:
         return True  # no /proc (macOS): trust the record
 
 
-def _stop_group(pid: int, grace_s: float = 30.0) -> None:
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (None without /proc or when it is gone)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command's closing parenthesis: state, ppid, pgrp, session, ..."""
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def session_members(sid: int, leader_start: int | None = None) -> list[int]:
+    """Live processes of session ``sid`` (zombies are not alive). With ``leader_start``, none when
+    the process numbered ``sid`` is another than the leader that started then (the number went to
+    a new session), and only processes started since. Without /proc (not Linux): the leader."""
+    if not Path("/proc/self/stat").exists():
+        return [sid] if pid_alive(sid) else []
+    if leader_start is not None and (now := process_start(sid)) is not None and now != leader_start:
+        return []
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        fields = _stat(int(entry.name))
+        if not fields or fields[0] in ("Z", "X") or int(fields[3]) != sid:
+            continue
+        if leader_start is not None and int(fields[19]) < leader_start:
+            continue
+        members.append(int(entry.name))
+    return sorted(members)
+
+
+def stop_session(pid: object, leader_start: int | None = None, grace_s: float = 30.0) -> list[int]:
+    """Stop every process of the session ``pid`` leads or led: SIGTERM, SIGKILL after
+    ``grace_s`` for what is left. Returns the pids still alive after that (normally none)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return []
+    if _signal_session(pid, leader_start, signal.SIGTERM) and not _wait_gone(pid, leader_start, grace_s):
+        log.warning("model server session %d: still running %.0f s after SIGTERM; SIGKILL", pid, grace_s)
+        _signal_session(pid, leader_start, signal.SIGKILL)
+        if not _wait_gone(pid, leader_start, KILL_WAIT_S, resend=signal.SIGKILL):
+            return session_members(pid, leader_start)
+    return []
+
+
+def _signal_session(sid: int, leader_start: int | None, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the session's processes; False when none was left to signal."""
+    if not Path("/proc/self/stat").exists():
         try:
-            os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+            os.killpg(sid, sig)  # no /proc to list the session: its process group
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    members = session_members(sid, leader_start)
+    for member in members:
+        try:
+            os.kill(member, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return bool(members)
+
+
+def _wait_gone(sid: int, leader_start: int | None, timeout_s: float, resend: signal.Signals | None = None) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.waitpid(sid, os.WNOHANG)  # reap the leader when it is our child
         except ChildProcessError:
             pass
-        if not pid_alive(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        members = session_members(sid, leader_start)
+        if not members:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        if resend is not None:  # a process forked while the others were being killed
+            _signal_session(sid, leader_start, resend)
+        time.sleep(0.1)
 
 
 # -- Kubernetes --------------------------------------------------------------------------------
@@ -340,6 +463,8 @@ def connect(config: GlaveConfig) -> Any:
                           "model_server.mode: in_process")
     client = e.model_copy(update={"backend": "openai", "base_url": ms.url, "model": served_name(e)})
     engine = OpenAIEngine(client)
+    url = ms.url
+    engine.server_gone = lambda: _ABANDONED.get(url)
     engine.generator = "vllm"
     engine.model_revision = e.revision
     # vLLM's CPU backend cannot honour per-request seeds when a prefill is split across steps;

@@ -53,6 +53,22 @@ class VideoProbe:
     has_audio: bool
     declared_frames: int  # 0 when unknown
     start_time_s: float  # presentation time of the first frame
+    # Degrees counter-clockwise a player turns the picture (the display matrix, as phones write
+    # it for portrait video): 0, 90, 180 or 270. width and height above are as coded.
+    rotation: int = 0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as shown: a quarter turn swaps them."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+
+
+def display_rotation(degrees: float | None) -> int:
+    """A display-matrix rotation (degrees counter-clockwise, any sign) as 0, 90, 180 or 270; the
+    nearest quarter turn, since players only turn video by quarter turns."""
+    if not degrees:
+        return 0
+    return int(round(float(degrees) / 90.0)) % 4 * 90
 
 
 def sniff_container(head: bytes) -> str | None:

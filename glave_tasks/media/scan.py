@@ -11,6 +11,7 @@ not a picture worth a caption, so the tail is the last non-blank frame.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -93,6 +94,8 @@ def scan_video(
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
+        if isinstance(exc, MemoryError):
+            raise  # FFmpeg's ENOMEM: the machine's fault, not the file's
         raise P.classify_open_failure(path, exc) from None
     # A failing video stops its writer too: no sample of it is written after the scan ends.
     with container, DenseWriter(put_image, cfg.jpeg_quality) as writer:
@@ -106,6 +109,13 @@ def scan_video(
         # Every frame is shrunk for the cut detector; only dense samples are converted at the
         # output size (one reformatter each: swscale contexts are built once).
         to_analysis, to_output = VideoReformatter(), VideoReformatter()
+        # A portrait phone video is stored landscape with a display rotation: stored pictures are
+        # turned upright as a player shows them (the cut detector does not care which way is up).
+        turn: int | None = None  # from the first frame's display matrix
+        shown_w, shown_h = out_w, out_h
+
+        def output(frame: av.VideoFrame) -> Any:
+            return _upright(_output_bgr(to_output, frame, out_w, out_h), turn or 0)
         dense_grid = SampleGrid(cfg.dense_interval_s, fps)
         stride = candidate_stride(cfg)
         cuts = CutDetector(fps, cfg.cut_threshold, cfg.min_scene_len_frames)
@@ -125,6 +135,9 @@ def scan_video(
             # Closed on the way out, early or not: the decoder thread ends before the container.
             with contextlib.closing(decoded_frames(container, stream)) as decoded:
                 for frame in decoded:
+                    if turn is None:
+                        turn = P.display_rotation(frame.rotation)
+                        shown_w, shown_h = (out_h, out_w) if turn in (90, 270) else (out_w, out_h)
                     if _frame_time(frame, probe.start_time_s, frame_index + 1, fps) >= cfg.max_duration_s:
                         truncated_at = cfg.max_duration_s  # the method's cap: keep what came before
                         break
@@ -144,7 +157,7 @@ def scan_video(
                     if not dense_grid.due(t):
                         continue
                     sample_index = len(dense)
-                    bgr = _output_bgr(to_output, frame, out_w, out_h)
+                    bgr = output(frame)
                     writer.put(bgr, sample_index)
                     dense.append(DenseSample(sample_index, frame_index, round(t, 6), ""))
                     if not blank:
@@ -156,9 +169,11 @@ def scan_video(
                         if blank:
                             continue
                         content_candidate_seen = True
-                    selector.add(Candidate(sample_index, frame_index, round(t, 6), "", out_w, out_h,
+                    selector.add(Candidate(sample_index, frame_index, round(t, 6), "", shown_w, shown_h,
                                            cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
         except av.FFmpegError as exc:
+            if isinstance(exc, MemoryError):
+                raise
             if frame_index < 0:
                 raise VideoFailure(P.CORRUPT, f"no frame could be decoded: {P.describe(exc)}") from None
             raise VideoFailure(P.TRUNCATED if _looks_truncated(path) else P.CORRUPT,
@@ -188,11 +203,11 @@ def scan_video(
                 sample, tail_bgr = DenseSample(len(dense), tail_index, round(tail_t, 6), ""), None
             if selector.wants_tail(sample.timestamp_s, cfg.candidate_interval_s):
                 if tail_bgr is None:
-                    tail_bgr = _output_bgr(to_output, tail_frame, out_w, out_h)
+                    tail_bgr = output(tail_frame)
                     writer.put(tail_bgr, sample.sample_index)
                     dense.append(sample)
                 selector.add_tail(Candidate(sample.sample_index, sample.frame_index, sample.timestamp_s,
-                                            "", out_w, out_h, cv2.cvtColor(tail_bgr, cv2.COLOR_BGR2RGB)))
+                                            "", shown_w, shown_h, cv2.cvtColor(tail_bgr, cv2.COLOR_BGR2RGB)))
         tail = content_sample = None  # drop the frame references before the container closes
         keys = writer.finish()
     for d in dense:
@@ -207,7 +222,7 @@ def scan_video(
     for d in dense:
         d.keyframe_index = by_sample.get(d.sample_index)
     return ScanResult(
-        probe=probe, frames_decoded=frames, duration_s=round(measured, 6), first_content_s=round(first_content, 6),
+        probe=dataclasses.replace(probe, rotation=turn or 0), frames_decoded=frames, duration_s=round(measured, 6), first_content_s=round(first_content, 6),
         dense=dense, keyframes=keyframes, cuts=mapped, shot_of_keyframe=shots,
         timings={"scan_s": time.perf_counter() - started}, truncated_at_s=truncated_at,
     )
@@ -216,6 +231,14 @@ def scan_video(
 def _output_bgr(reformatter: VideoReformatter, frame: av.VideoFrame, width: int, height: int) -> Any:
     """The frame as a BGR array at the output size (area-averaged when it shrinks)."""
     return reformatter.reformat(frame, width=width, height=height, format="bgr24", interpolation="AREA").to_ndarray()
+
+
+# Display rotation (degrees counter-clockwise) -> the OpenCV turn that shows the picture upright.
+_TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
+
+def _upright(bgr: Any, rotation: int) -> Any:
+    return cv2.rotate(bgr, _TURNS[rotation]) if rotation in _TURNS else bgr
 
 
 def decoded_frames(container: av.container.InputContainer, stream: av.VideoStream,

@@ -88,18 +88,30 @@ def scan_paths(paths: Iterable[str | Path]) -> tuple[list[Record], list[dict[str
                 skipped.append({"path": str(f), "reason": "not_a_file", "detail": "a folder named *.json"})
                 continue
             try:
-                obj = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                data = f.read_bytes()
+            except OSError as exc:
                 skipped.append({"path": str(f), "reason": "unreadable", "detail": f"not readable JSON ({exc})"[:300]})
                 continue
-            if isinstance(obj, dict) and SIDE_FILE_KEY in obj:
-                skipped.append({"path": str(f), "reason": "side_file", "detail": f"a {obj[SIDE_FILE_KEY]}, not a record"})
-                continue
-            try:
-                out.extend(records_from_json(obj, f.stem, str(f)))
-            except GlaveError as exc:
-                skipped.append({"path": str(f), "reason": "not_a_record", "detail": str(exc)[:300]})
+            found, why = read_record_file(data, f.stem, str(f))
+            out.extend(found)
+            if why is not None:
+                skipped.append(why)
     return out, skipped
+
+
+def read_record_file(data: bytes, stem: str, source: str) -> tuple[list[Record], dict[str, str] | None]:
+    """The records in one JSON file's bytes, judged by content alone (never by its name), or
+    ``{path, reason, detail}`` saying why it holds none (see ``scan_paths``)."""
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [], {"path": source, "reason": "unreadable", "detail": f"not readable JSON ({exc})"[:300]}
+    if isinstance(obj, dict) and SIDE_FILE_KEY in obj:
+        return [], {"path": source, "reason": "side_file", "detail": f"a {obj[SIDE_FILE_KEY]}, not a record"}
+    try:
+        return records_from_json(obj, stem, source), None
+    except GlaveError as exc:
+        return [], {"path": source, "reason": "not_a_record", "detail": str(exc)[:300]}
 
 
 def load_paths(paths: Iterable[str | Path]) -> list[Record]:

@@ -66,6 +66,14 @@ class IngestStage(Stage):
 
     def _video(self, ctx: ShardContext | VideoContext, video: VideoRef) -> dict[str, list[dict[str, Any]]]:
         """One video's decode pass: its rows of each table (its frames are written as it goes)."""
+        from ..address_space import exhaustion_fails_the_stage
+
+        # Memory running out (a decoder or writer thread that cannot start, a codec library that
+        # cannot be mapped) stops the shard as an infrastructure failure; it is not this video's.
+        with exhaustion_fails_the_stage(f"ingest of {video.file_name}"):
+            return self._scan_video(ctx, video)
+
+    def _scan_video(self, ctx: ShardContext | VideoContext, video: VideoRef) -> dict[str, list[dict[str, Any]]]:
         from ..media.inputs import local_input
         from ..media.scan import scan_video
         from ..parallel import VideoContext, cpu_workers
@@ -82,6 +90,7 @@ class IngestStage(Stage):
                                 lambda data, i: ctx.put_bytes(data, vid, f"f{i:06d}.jpg"), on_progress=progress,
                                 decode_threads=threads)
         p = result.probe
+        shown_w, shown_h = p.display_size
         if result.truncated_at_s is not None:
             ctx.add_metric("videos_truncated", 1)
         ctx.add_metric("video_seconds", result.duration_s)
@@ -89,10 +98,11 @@ class IngestStage(Stage):
         ctx.add_metric("scan_s", result.timings["scan_s"])
         return {
             "probes": [{
-                "video_id": vid, "duration_s": result.duration_s, "fps": p.fps, "width": p.width,
-                "height": p.height, "codec": p.codec, "has_audio": p.has_audio,
+                "video_id": vid, "duration_s": result.duration_s, "fps": p.fps, "width": shown_w,
+                "height": shown_h, "codec": p.codec, "has_audio": p.has_audio,
                 "frames_decoded": result.frames_decoded, "first_content_s": result.first_content_s,
                 "truncated_at_s": result.truncated_at_s, "source_duration_s": p.duration_s,
+                "rotation": p.rotation,
             }],
             "keyframes": [{
                 "video_id": vid, "keyframe_index": k.keyframe_index, "frame_index": k.frame_index,

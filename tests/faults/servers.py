@@ -2,7 +2,8 @@
 
 ``ModelServer``: an OpenAI-compatible chat endpoint driven by a script of behaviours (a good
 answer, invalid JSON, an empty or length-stopped answer, an HTTP error, a trickle of one byte
-every few seconds). ``FaultyProxy``: an HTTP proxy in front of a real S3 endpoint (moto) that
+every few seconds), with vLLM's ``/health`` and ``/v1/models`` (``server_process`` runs it as a
+process of its own that dies on cue). ``FaultyProxy``: an HTTP proxy in front of a real S3 endpoint (moto) that
 injects 503s, outages (connections refused or reset) and slowness on command.
 """
 
@@ -54,10 +55,13 @@ class Reply:
 
 
 class ModelServer:
-    """``script(request_body, n) -> Reply``; n counts requests from 1. Records every request."""
+    """``script(request_body, n) -> Reply``; n counts requests from 1. Records every request.
+    Answers ``GET /health`` and ``/v1/models`` as vLLM does (``healthy`` False: 503 on both)."""
 
-    def __init__(self, script: Callable[[dict[str, Any], int], Reply]) -> None:
+    def __init__(self, script: Callable[[dict[str, Any], int], Reply], port: int = 0,
+                 model: str = "served-model") -> None:
         self.requests: list[dict[str, Any]] = []
+        self.healthy = True
         self.replies: list[Reply] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -94,10 +98,26 @@ class ModelServer:
                     pass  # the client gave up on us: that is what a deadline does
                 self.close_connection = True
 
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                path = self.path.split("?", 1)[0].rstrip("/")
+                if path not in ("/health", "/v1/models"):
+                    status, body = 404, b'{"detail": "Not Found"}'
+                elif not outer.healthy:
+                    status, body = 503, b'{"error": {"message": "engine not ready"}}'
+                else:
+                    status = 200
+                    body = b"" if path == "/health" else json.dumps(
+                        {"object": "list", "data": [{"id": model, "object": "model"}]}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

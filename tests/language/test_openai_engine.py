@@ -56,12 +56,16 @@ def test_persistent_failure_is_reported_per_request_not_raised(serve) -> None:
     assert len(server.bodies) == 4  # two requests, each tried twice
 
 
-def test_unreachable_server_is_reported(tmp_path: Path) -> None:
+def test_unreachable_server_is_infrastructure_not_a_bad_request(tmp_path: Path) -> None:
+    """Nothing listens: waited for within server_wait_s, then the call raises (exit 3), no
+    response blames the request."""
+    from glave_tasks.errors import ModelServerUnavailable
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = _engine(f"http://127.0.0.1:{port}/v1", retries=0).generate([LLMRequest(task="t", prompt="a")])
-    assert out[0].error == "model_unreachable"
+    with pytest.raises(ModelServerUnavailable, match="did not answer for 0.5 s"):
+        _engine(f"http://127.0.0.1:{port}/v1", retries=0, server_wait_s=0.5).generate([LLMRequest(task="t", prompt="a")])
 
 
 def test_batch_runs_with_bounded_concurrency_and_images_as_data_urls(serve, tmp_path: Path) -> None:

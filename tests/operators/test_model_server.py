@@ -46,6 +46,11 @@ def test_server_manifests_are_valid_and_readiness_probed(prod: GlaveConfig) -> N
     assert pod["spec"]["terminationGracePeriodSeconds"] == 60
     assert container["args"][:2] == ["model-server", "serve"] and "/etc/glave/config.yaml" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    # A dead or wedged server is restarted by the kubelet while its clients wait for it.
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["failureThreshold"] > container["readinessProbe"]["failureThreshold"]
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert pod["spec"].get("restartPolicy", "Always") == "Always"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == str(prod.engine.tensor_parallel_size)
     assert pod["spec"]["nodeSelector"] == prod.orchestration.k8s.gpu_node_selector
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -9,6 +9,13 @@ completion, honouring ``Retry-After``, never past the deadline. Concurrency is b
 whole batch, and a request that still fails comes back with an ``error`` reason code
 (``model_http_error``, ``model_unreachable``, ``model_bad_response``, ``model_deadline``) on its
 response, so one bad call never sinks the batch.
+
+A server that is down is not a bad request. When an attempt is refused, reset, timed out or
+answered 5xx, the server's models and health endpoints are asked: if they answer (anything but
+502/503/504), the request is the problem and is retried as above; if not, every request waits
+for the server to come back (a restart) for up to ``server_wait_s``, that time not counted
+against its deadlines nor its retries, and past it the whole call raises
+:class:`ModelServerUnavailable` (exit 3), never a per-video failure.
 """
 
 from __future__ import annotations
@@ -20,18 +27,33 @@ import os
 import random
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ...config import EngineConfig
+from ...errors import ModelServerUnavailable
 from ..types import PROMPT_TOO_LONG, EngineError, ImageInput, LLMRequest, LLMResponse
 from .served import ServedModel
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# Answers that may mean the server itself is down (or restarting behind a proxy), not the request.
+SERVER_TROUBLE_STATUS = frozenset({500, 502, 503, 504})
+# What its models or health endpoint answers when the server is down: unavailable, or a proxy
+# or Service with nothing behind it. Any other answer (a 404 or 501 for an endpoint a server
+# lacks included) comes from a server that is up.
+DOWN_STATUS = frozenset({502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
+PROBE_TIMEOUT_S = 5.0
+MAX_PROBE_PAUSE_S = 5.0
+# A request that keeps meeting a dead server (perhaps because it kills it) gets its tries back at
+# most this many times; after that its failures count as usual.
+MAX_OUTAGES_PER_REQUEST = 4
 
 
 class OpenAIEngine(ServedModel):
@@ -52,6 +74,11 @@ class OpenAIEngine(ServedModel):
             base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "not-needed",
             timeout=config.timeout_s, max_retries=0,  # retries are ours: they must respect the deadline
         )
+        # Why the server will not come back (its supervisor gave up restarting it), or None while it
+        # may: set by model_server.connect() for a server this process supervises.
+        self.server_gone: Callable[[], str | None] | None = None
+        self._outage_lock = threading.Lock()
+        self._outage_since: float | None = None  # shared by the batch's threads: one wait deadline
 
     def generate(self, requests: list[LLMRequest]) -> list[LLMResponse]:
         if not requests:
@@ -100,7 +127,8 @@ class OpenAIEngine(ServedModel):
 
     # -- transport with a total deadline ---------------------------------------------------------
     def _call(self, kwargs: dict[str, Any], batch_deadline: float | None) -> tuple[Any, tuple[str, str]]:
-        """The parsed completion, or None and (reason, detail) once retries or the deadline ran out."""
+        """The parsed completion, or None and (reason, detail) once retries or the deadline ran out.
+        Raises :class:`ModelServerUnavailable` when the server stays down past ``server_wait_s``."""
         import openai
 
         cfg = self.config
@@ -109,11 +137,12 @@ class OpenAIEngine(ServedModel):
         if batch_deadline is not None and batch_deadline < deadline:
             deadline, limit = batch_deadline, f"batch_deadline_s={cfg.batch_deadline_s:g}"
         last = ("model_deadline", "no attempt")
-        for attempt in range(cfg.retries + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        attempt = outages = 0
+        while attempt <= cfg.retries:
+            if deadline - time.monotonic() <= 0:
                 break
             wait = min(8.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
+            trouble = False  # the failure may be the server's, not this request's
             try:
                 return self._attempt_within(kwargs, deadline), ("", "")
             except _DeadlineExceeded as exc:
@@ -122,17 +151,73 @@ class OpenAIEngine(ServedModel):
                 last = ("model_http_error", f"HTTP {exc.status_code}: {exc.message}")
                 if exc.status_code not in RETRYABLE_STATUS:
                     return None, last
+                trouble = exc.status_code in SERVER_TROUBLE_STATUS
                 wait = _retry_after(exc.response) or wait
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 last = ("model_unreachable", f"{type(exc).__name__}: {exc}")
+                trouble = True
             except ValueError as exc:  # pydantic's ValidationError included: not a chat completion
                 last = ("model_bad_response", f"response is not a chat completion: {str(exc).splitlines()[0][:200]}")
-            if attempt < cfg.retries:
-                log.info("openai request: %s; retry %d in %.1f s", last[1], attempt + 1, wait)
+            if trouble and outages < MAX_OUTAGES_PER_REQUEST:
+                waited = self._await_server(last[1])
+                if waited is not None:
+                    # The server was down and is back: the time and the try were not this request's.
+                    outages += 1
+                    deadline += waited
+                    continue
+            attempt += 1
+            if attempt <= cfg.retries:
+                log.info("openai request: %s; retry %d in %.1f s", last[1], attempt, wait)
                 time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
         if time.monotonic() >= deadline:
             return None, ("model_deadline", f"no complete answer within {limit}; last error: {last[1]}")
         return None, last
+
+    # -- a server that is down ------------------------------------------------------------------
+    def _await_server(self, failure: str) -> float | None:
+        """None when the server answers its endpoints (the failure was the request's); else wait
+        until it does and return the seconds waited, or raise past ``server_wait_s`` (counted from
+        the moment any request of this engine found it down)."""
+        if self._server_answers():
+            with self._outage_lock:
+                self._outage_since = None
+            return None
+        started = time.monotonic()
+        cfg = self.config
+        with self._outage_lock:
+            if self._outage_since is None:
+                self._outage_since = started
+                log.warning("model server at %s does not answer (%s); waiting up to %g s for it (engine.server_wait_s)",
+                            cfg.base_url, failure, cfg.server_wait_s)
+            give_up_at = self._outage_since + cfg.server_wait_s
+        pause = 0.25
+        while True:
+            gone = self.server_gone() if self.server_gone is not None else None
+            if gone:
+                raise ModelServerUnavailable(f"model server at {cfg.base_url} is gone: {gone}")
+            now = time.monotonic()
+            if now >= give_up_at:
+                raise ModelServerUnavailable(
+                    f"model server at {cfg.base_url} did not answer for {cfg.server_wait_s:g} s "
+                    f"(engine.server_wait_s); last error: {failure}")
+            time.sleep(min(pause, give_up_at - now))
+            pause = min(pause * 2, MAX_PROBE_PAUSE_S)
+            if self._server_answers():
+                with self._outage_lock:
+                    if self._outage_since is not None:
+                        log.warning("model server at %s answers again after %.1f s", cfg.base_url,
+                                    time.monotonic() - self._outage_since)
+                        self._outage_since = None
+                return time.monotonic() - started
+
+    def _server_answers(self) -> bool:
+        """Neither the models endpoint nor ``/health`` (vLLM's; 503 while its engine is dead) says
+        the server is down, and both answer."""
+        base = str(self.config.base_url).rstrip("/")
+        root = base[:-3] if base.endswith("/v1") else base
+        key = os.environ.get(self.config.api_key_env) or "not-needed"
+        timeout = min(PROBE_TIMEOUT_S, self.config.timeout_s)
+        return all(_http_status(url, key, timeout) not in DOWN_STATUS for url in (base + "/models", root + "/health"))
 
     def _attempt_within(self, kwargs: dict[str, Any], deadline: float) -> Any:
         """One HTTP attempt, abandoned at the deadline whatever the server does (a trickle in the
@@ -179,6 +264,18 @@ def _is_context_error(detail: str) -> bool:
     text = detail.lower()
     return detail.startswith("HTTP 400") and any(k in text for k in (
         "maximum context length", "context length", "context_length_exceeded", "too long", "max_model_len"))
+
+
+def _http_status(url: str, api_key: str, timeout: float) -> int:
+    """The status a GET of ``url`` gets; 503 when no answer came (refused, reset, timed out)."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError, ValueError):
+        return 503
 
 
 def _retry_after(response: Any) -> float | None:
