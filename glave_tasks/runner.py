@@ -22,7 +22,8 @@ from . import __version__
 from .contract import ShardContext, Stage, VideoRef
 from .errors import CorruptArtifact, InfrastructureError, LeaseLost, ShardFailed, Terminated, UpstreamNotReady
 from .integrity import seal
-from .layout import RunLayout, shard_name
+from .keys import join_key
+from .layout import ATTEMPT_PREFIX, RunLayout, shard_name
 from .run import Run
 from .store import ArtifactStore
 
@@ -135,7 +136,7 @@ def _run_stage_held(
         store.delete_prefix(layout.commit(stage.name, shard))
     store.delete_prefix(layout.shard_prefix(stage.name, shard))
 
-    attempt = None  # the shard's own folder: markers name it, so readers follow them
+    attempt = own.attempt  # a folder of its own: only this attempt's commit makes it visible
     ctx = ShardContext(store, stage.config, run_id, shard, stage.name, videos, upstream, show_progress=show_progress,
                        attempt=attempt, fence=fence)
     started = time.time()
@@ -195,6 +196,7 @@ def _run_stage_held(
     if not store.create_if_absent(layout.commit(stage.name, shard),
                                   json.dumps(sealed, indent=2, sort_keys=True, default=str).encode()):
         raise LeaseLost(f"{stage.name} shard {shard}: another writer committed it first; this attempt is dropped")
+    _drop_other_attempts(store, layout, stage.name, shard, attempt)
     return StageOutcome(stage.name, shard, "committed", sealed)
 
 
@@ -212,6 +214,18 @@ def _mark_corrupt(store: ArtifactStore, layout: RunLayout, exc: CorruptArtifact,
             store.delete_prefix(layout.commit(exc.stage, exc.shard))
     except InfrastructureError as err:
         log.warning("could not mark %s shard %d corrupt: %s", exc.stage, exc.shard, err)
+
+
+def _drop_other_attempts(store: ArtifactStore, layout: RunLayout, stage: str, shard: int, attempt: str) -> None:
+    """Remove what other attempts left in the shard (a writer that lost its lease and wrote on for
+    a moment): best effort, the commit already made only this attempt visible."""
+    prefix = layout.shard_prefix(stage, shard)
+    try:
+        for name in store.list_dirs(prefix):
+            if name.startswith(ATTEMPT_PREFIX) and name != attempt:
+                store.delete_prefix(join_key(prefix, name))
+    except InfrastructureError as exc:
+        log.warning("%s shard %d: could not remove other attempts' files: %s", stage, shard, exc)
 
 
 def _count_reasons(errors: list[dict[str, Any]]) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
+from tests.support.committed import Committed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,12 +153,16 @@ def snapshot(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     layout = RunLayout(run_id)
     out: dict[str, Any] = {}
     for table in ("probes", "keyframes", "dense_frames", "cuts", "errors"):
-        rows = store.read_table(layout.table("ingest", 0, table)).to_pylist()
+        rows = store.read_table(Committed(store, layout.run_id).table("ingest", 0, table)).to_pylist()
         for r in rows:
             r.pop("recorded_at", None)
+            for k, v in r.items():  # frame keys name the attempt's folder, which differs per attempt
+                if isinstance(v, str):
+                    r[k] = re.sub(r"attempt-\d{6}-[0-9a-f]{8}", "attempt", v)
         out[table] = rows
-    files = store.list(layout.shard_prefix("ingest", 0) + "/files")
-    out["files"] = {f: store.read_bytes(f) for f in files}
+    prefix = Committed(store, layout.run_id).prefix("ingest", 0)
+    # Keyed within the attempt's folder: each attempt has a folder of its own.
+    out["files"] = {f[len(prefix):]: store.read_bytes(f) for f in store.list(prefix + "/files")}
     marker = Run(store, run_id).commit("ingest", 0)
     assert marker is not None
     out["marker"] = {k: marker[k] for k in ("fingerprint", "videos_ok", "videos_in", "failures", "counts")}
@@ -185,7 +191,7 @@ def test_killed_shard_rerun_equals_an_uninterrupted_run(kind: str, long_inbox: P
            "--config", str(cfg_file), "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    files_prefix = RunLayout("n1").shard_prefix("ingest", 0) + "/files"
+    files_prefix = RunLayout("n1").shard_prefix("ingest", 0)  # the attempt's folder is not committed yet
     deadline = time.time() + 120
     # Kill once frames of the long video are being written: mid-shard, before the commit.
     while time.time() < deadline and proc.poll() is None:

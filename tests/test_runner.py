@@ -116,9 +116,10 @@ def test_force_redoes_and_overwrites_without_duplicates(store: ArtifactStore, tm
     forced = run_stage(stage, store, RUN, 0, force=True, show_progress=False)
     assert forced.status == "committed" and stage.calls == 2
     assert len(table(store, "upstream", "probes")) == 4
-    files = store.list(RunLayout(RUN).shard_prefix("upstream", 0) + "/files")
+    # Only the committed attempt's files remain: the first attempt's folder is gone.
+    files = [k for k in store.list(RunLayout(RUN).shard_prefix("upstream", 0)) if "/files/" in k]
     marker = forced.marker
-    assert len(files) == 4 and all(f.endswith("attempt-2.jpg") for f in files)
+    assert len(files) == 4 and all(f.endswith("attempt-2.jpg") and f"/{marker['attempt']}/files/" in f for f in files)
     assert sorted(marker["artifacts"]) == sorted(["errors.parquet", "probes.parquet",
                                                   *(f[f.index("files/"):] for f in files)])
 

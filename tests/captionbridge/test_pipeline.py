@@ -8,6 +8,7 @@ from glave_tasks.layout import RunLayout
 from glave_tasks.local_run import run_pipeline
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
+from tests.support.committed import Committed
 
 
 def test_real_upstream_stages_feed_captions_that_follow_the_tracks(tmp_path: Path, config) -> None:
@@ -21,7 +22,7 @@ def test_real_upstream_stages_feed_captions_that_follow_the_tracks(tmp_path: Pat
     layout = RunLayout("r-e2e")
 
     def rows(stage: str, table: str) -> list[dict]:
-        return store.read_table(layout.table(stage, 0, table)).to_pylist()
+        return store.read_table(Committed(store, layout.run_id).table(stage, 0, table)).to_pylist()
 
     tracks = rows("track", "tracks")
     keyframes = rows("ingest", "keyframes")

@@ -25,6 +25,7 @@ from glave_tasks.quality.record_format import Record
 from glave_tasks.report.build import build_report
 from glave_tasks.store import ArtifactStore
 from tests.support import make_config
+from tests.support.committed import Committed
 from tests.support.openai_server import FakeServer, completion
 from tests.support.seed import recommit
 from tests.support.seed_run import seed_captioned_run
@@ -38,7 +39,7 @@ def _copy_run_with_swapped_captions(store: ArtifactStore, src: str, dst: str) ->
     """``dst``: the same run, except each video carries the other video's caption."""
     for key in store.list(RunLayout(src).prefix):
         store.write_bytes(RunLayout(dst).prefix + key[len(RunLayout(src).prefix):], store.read_bytes(key))
-    key = RunLayout(dst).table("bridge", 0, "video_captions")
+    key = Committed(store, dst).table("bridge", 0, "video_captions")
     table = store.read_table(key, schemas.VIDEO_CAPTIONS)
     captions = table["caption"].to_pylist()
     store.write_table(key, table.set_column(table.schema.get_field_index("caption"), "caption",
@@ -89,7 +90,7 @@ def _cli(runs: dict[str, Any], *args: str) -> int:
 
 def test_validate_runs_the_self_consistency_gate(runs: dict[str, Any]) -> None:
     store: ArtifactStore = runs["store"]
-    checks = store.read_table(RunLayout(GOOD).table("validate", 0, "checks"), schemas.CHECKS).to_pylist()
+    checks = store.read_table(Committed(store, GOOD).table("validate", 0, "checks"), schemas.CHECKS).to_pylist()
     (gate,) = [c for c in checks if c["check"] == CHECK]
     assert gate["table"] == "qa" and gate["value"] is not None
     assert "per dimension:" in gate["detail"] and "embedded-judge" in gate["detail"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from glave_tasks.layout import RunLayout
 from glave_tasks.store import ArtifactStore
 from tests.support import ROOT, synthetic
+from tests.support.committed import Committed
 
 VOLATILE = {"latency_s", "recorded_at", "created_at", "started_at", "finished_at", "duration_s"}
 
@@ -44,8 +46,17 @@ def glave_popen(args: list[str], env: dict[str, str] | None = None) -> subproces
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+# Each attempt writes to a folder named after its lease take: keys differ between runs as
+# timestamps do, and are compared without it.
+_ATTEMPT = re.compile(r"attempt-\d{6}-[0-9a-f]{8}")
+
+
+def _same_attempt(value: Any) -> Any:
+    return _ATTEMPT.sub("attempt", value) if isinstance(value, str) else value
+
+
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in table.to_pylist()]
+    return [{k: _same_attempt(v) for k, v in r.items() if k not in VOLATILE} for r in table.to_pylist()]
 
 
 def export_snapshot(store: ArtifactStore, run_id: str) -> dict[str, Any]:
@@ -66,18 +77,16 @@ def export_snapshot(store: ArtifactStore, run_id: str) -> dict[str, Any]:
 
 def shard_snapshot(store: ArtifactStore, run_id: str, stage: str, shard: int = 0) -> dict[str, Any]:
     """Everything a reader can see of a committed stage shard: tables, files, the marker's facts."""
-    layout = RunLayout(run_id)
-    prefix = layout.shard_prefix(stage, shard)
+    prefix = Committed(store, run_id).prefix(stage, shard)
     out: dict[str, Any] = {}
     for key in store.list(prefix):
         rel = key[len(prefix) + 1:]
         if rel.endswith(".parquet"):
             out[rel] = _rows(pq.read_table(pa.BufferReader(store.read_bytes(key))))
-        elif rel == "_COMMIT.json":
-            m = store.read_json(key)
-            out[rel] = {k: m[k] for k in ("fingerprint", "videos_ok", "videos_in", "failures", "counts")}
         else:
             out[rel] = store.read_bytes(key)
+    m = store.read_json(RunLayout(run_id).commit(stage, shard))
+    out["_COMMIT.json"] = {k: m[k] for k in ("fingerprint", "videos_ok", "videos_in", "failures", "counts")}
     return out
 
 

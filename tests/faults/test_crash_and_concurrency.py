@@ -18,6 +18,7 @@ from glave_tasks.host import pid_alive
 from glave_tasks.layout import RunLayout
 from glave_tasks.stages import available
 from glave_tasks.store import ArtifactStore
+from tests.support.committed import Committed
 
 from .conftest import Ledger
 from .harness import export_snapshot, glave_popen, glave_subprocess, leftovers, make_inbox
@@ -43,7 +44,7 @@ def account(store: ArtifactStore, night: dict[str, Any], ledger: Ledger) -> None
     snap = export_snapshot(store, RUN)
     videos = snap["parquet/videos.parquet"]
     published = [v["file_name"] for v in videos]
-    errors = store.read_table(RunLayout(RUN).table("ingest", 0, "errors")).to_pylist()
+    errors = store.read_table(Committed(store, RUN).table("ingest", 0, "errors")).to_pylist()
     failed = {e["video_id"]: e["reason"] for e in errors}
     manifest = store.read_table(RunLayout(RUN).videos_table).to_pylist()
     names = {r["video_id"]: r["file_name"] for r in manifest}

@@ -18,6 +18,7 @@ from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from tests.support import make_config, synthetic
+from tests.support.committed import Committed
 
 from .conftest import Ledger
 
@@ -56,10 +57,10 @@ def test_a_rotated_video_is_ingested_upright(tmp_path: Path, ledger: Ledger, deg
     discover(store, config, str(inbox), "rot")
     assert run_stage(build_stage("ingest", config), store, "rot", 0, show_progress=False).status == "committed"
     layout = RunLayout("rot")
-    probe = store.read_table(layout.table("ingest", 0, "probes")).to_pylist()[0]
+    probe = store.read_table(Committed(store, layout.run_id).table("ingest", 0, "probes")).to_pylist()[0]
     assert probe["rotation"] == degrees % 360
     assert (probe["width"], probe["height"]) == (240, 320)  # as displayed: portrait
-    keyframes = store.read_table(layout.table("ingest", 0, "keyframes")).to_pylist()
+    keyframes = store.read_table(Committed(store, layout.run_id).table("ingest", 0, "keyframes")).to_pylist()
     assert keyframes and all(k["height"] > k["width"] for k in keyframes)
     for k in keyframes:
         with Image.open(io.BytesIO(store.read_bytes(k["image_key"]))) as im:
@@ -82,5 +83,5 @@ def test_an_unrotated_video_records_no_rotation(tmp_path: Path) -> None:
     store = ArtifactStore(config.store.root)
     discover(store, config, str(inbox), "plain")
     run_stage(build_stage("ingest", config), store, "plain", 0, show_progress=False)
-    probe = store.read_table(RunLayout("plain").table("ingest", 0, "probes")).to_pylist()[0]
+    probe = store.read_table(Committed(store, "plain").table("ingest", 0, "probes")).to_pylist()[0]
     assert probe["rotation"] == 0 and (probe["width"], probe["height"]) == (320, 240)

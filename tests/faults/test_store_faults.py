@@ -20,6 +20,7 @@ from glave_tasks.config import S3Options
 from glave_tasks.layout import RunLayout
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
+from tests.support.committed import Committed
 
 from .conftest import Ledger
 from .harness import leftovers, shard_snapshot
@@ -38,7 +39,9 @@ def s3_inbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_config(path: Path, root: str, endpoint: str, cache: Path, **s3: Any) -> Path:
-    path.write_text(yaml.safe_dump({"store": {"root": root, "local_cache": str(cache), "lease_ttl_s": 10,
+    # A holder that cannot renew for a ttl stops writing (it cannot prove the lease is still its
+    # own): the ttl is kept well above the outages these scenarios ride out, as 60 s is in production.
+    path.write_text(yaml.safe_dump({"store": {"root": root, "local_cache": str(cache), "lease_ttl_s": 30,
                                               "s3": {"endpoint_url": endpoint, **s3}}}))
     return path
 
@@ -151,15 +154,15 @@ def test_reingest_reaches_track_fresh_not_from_a_stale_cache(
     assert glave(capsys, *args)[0] == 0
     store = ArtifactStore(root, S3Options(endpoint_url=s3_endpoint))
     layout = RunLayout(RUN)
-    first = store.read_table(layout.table("ingest", 0, "keyframes")).to_pylist()
+    first = store.read_table(Committed(store, layout.run_id).table("ingest", 0, "keyframes")).to_pylist()
     assert {(k["width"], k["height"]) for k in first} == {(320, 240)}
     # Same run, new ingest settings: frames are rewritten under the same keys.
     monkeypatch.setenv("GLAVE__INGEST__FRAME_MAX_SIDE", "128")
     ledger.inject("stale_cache_reingest")
     assert glave(capsys, *args)[0] == 0
-    keyframes = store.read_table(layout.table("ingest", 0, "keyframes")).to_pylist()
+    keyframes = store.read_table(Committed(store, layout.run_id).table("ingest", 0, "keyframes")).to_pylist()
     assert {(k["width"], k["height"]) for k in keyframes} == {(128, 96)}
-    marks = store.read_table(layout.table("track", 0, "marks")).to_pylist()
+    marks = store.read_table(Committed(store, layout.run_id).table("track", 0, "marks")).to_pylist()
     assert marks, "track marked no keyframe"
     import json
 

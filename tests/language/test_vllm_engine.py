@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from glave_tasks.layout import RunLayout
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
+from tests.support.committed import Committed
 from tests.support.llm_env import build_tiny_model, run_llm
 from tests.support.seed import merge_tables, seed_committed, upstream_from_truth
 
@@ -101,13 +101,13 @@ def test_caption_stage_batches_by_dependency_level_and_records_provenance(scenar
     assert firsts[3] == ["merge"] * 5
     assert st["caption"]["videos_failed"] == 0
     store: ArtifactStore = scenario["store"]
-    rows = store.read_table(RunLayout(RUN).table("caption", 0, "local_captions")).to_pylist()
+    rows = store.read_table(Committed(store, RUN).table("caption", 0, "local_captions")).to_pylist()
     # Keyframe 0 has the attention stream only; its "different" and "merged" entries repeat it
     # (the reference record's shape) and cost no tokens of their own.
     generated = [r for r in rows if not (r["stream"] in ("different", "merged") and r["keyframe_index"] == 0)]
     assert all(r["generator"] == "vllm" and r["model_id"] == "tiny-qwen2-vl" for r in rows)
     assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 and r["prompt_version"] for r in generated)
-    overviews = store.read_table(RunLayout(RUN).table("caption", 0, "overviews")).to_pylist()
+    overviews = store.read_table(Committed(store, RUN).table("caption", 0, "overviews")).to_pylist()
     assert {r["prompt_version"] for r in overviews} <= {"overview@2", "overview_merge@1"}
     assert "overview@2" in {r["prompt_version"] for r in overviews}
 
@@ -121,8 +121,8 @@ def test_bridge_stage_splits_scenes_under_schema_and_captions_scenes_in_rounds(s
     rounds = [b for b in batches if b and b[0] == "scene_caption"]
     assert rounds and len(rounds[0]) == 3 - st["bridge"]["videos_failed"]
     store: ArtifactStore = scenario["store"]
-    scenes = store.read_table(RunLayout(RUN).table("bridge", 0, "scenes")).to_pylist()
-    videos = store.read_table(RunLayout(RUN).table("bridge", 0, "video_captions")).to_pylist()
+    scenes = store.read_table(Committed(store, RUN).table("bridge", 0, "scenes")).to_pylist()
+    videos = store.read_table(Committed(store, RUN).table("bridge", 0, "video_captions")).to_pylist()
     ok = set(st["bridge"]["videos_ok"])
     assert ok == {v["video_id"] for v in videos}
     for vid in ok:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from glave_tasks.layout import RunLayout
 from glave_tasks.run import Run
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
+from tests.support.committed import Committed
 from tests.support.seed import merge_tables, seed_committed, upstream_from_truth
 
 RUN = "r-caption"
@@ -43,7 +43,7 @@ def shard(store: ArtifactStore, config, tmp_path: Path) -> ArtifactStore:
 
 
 def _rows(store: ArtifactStore, stage: str, table: str) -> list[dict]:
-    return store.read_table(RunLayout(RUN).table(stage, 0, table)).to_pylist()
+    return store.read_table(Committed(store, RUN).table(stage, 0, table)).to_pylist()
 
 
 def test_rules_captions_name_the_objects_and_motions_of_the_ground_truth(shard: ArtifactStore, config) -> None:

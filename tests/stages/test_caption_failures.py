@@ -12,6 +12,7 @@ from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
+from tests.support.committed import Committed
 from tests.support.openai_server import completion
 from tests.support.seed import merge_tables, seed_committed, upstream_from_truth
 
@@ -52,15 +53,15 @@ def test_malformed_scene_split_fails_only_its_video_after_retries(serve, tmp_pat
         "backend": "openai", "base_url": server.url, "model": "served", "structured_retries": 2, "retries": 0}})
     run_stage(build_stage("caption", config), store, RUN, 0, show_progress=False)
     layout = RunLayout(RUN)
-    rows = store.read_table(layout.table("caption", 0, "local_captions")).to_pylist()
+    rows = store.read_table(Committed(store, layout.run_id).table("caption", 0, "local_captions")).to_pylist()
     assert {r["generator"] for r in rows} == {"openai"} and len({r["video_id"] for r in rows}) == 3
     # Make exactly one video's merged captions recognisable to the scripted server.
-    tbl = store.read_table(layout.table("caption", 0, "local_captions"))
+    tbl = store.read_table(Committed(store, layout.run_id).table("caption", 0, "local_captions"))
     patched = [dict(r, text="Keyframe shows no tracked object.") if r["video_id"] == "bad" and r["stream"] == "merged"
                else r for r in tbl.to_pylist()]
     from glave_tasks import schemas
 
-    store.write_table(layout.table("caption", 0, "local_captions"),
+    store.write_table(Committed(store, layout.run_id).table("caption", 0, "local_captions"),
                       schemas.rows_to_table(patched, schemas.LOCAL_CAPTIONS), schemas.LOCAL_CAPTIONS)
     from tests.support.seed import recommit
 
@@ -70,10 +71,10 @@ def test_malformed_scene_split_fails_only_its_video_after_retries(serve, tmp_pat
     assert out.status == "committed"
     assert out.marker["failures"] == {"malformed_model_output": 1}
     assert sorted(out.marker["videos_ok"]) == ["fine", "good"]
-    errors = store.read_table(layout.table("bridge", 0, "errors")).to_pylist()
+    errors = store.read_table(Committed(store, layout.run_id).table("bridge", 0, "errors")).to_pylist()
     assert errors[0]["video_id"] == "bad" and "scene_split" in errors[0]["detail"]
     splits = [b for b in server.bodies if "response_format" in b]
     assert len(splits) == 3 + 2, "three split requests, then two retries of the malformed one"
-    videos = store.read_table(layout.table("bridge", 0, "video_captions")).to_pylist()
+    videos = store.read_table(Committed(store, layout.run_id).table("bridge", 0, "video_captions")).to_pylist()
     assert sorted(v["video_id"] for v in videos) == ["fine", "good"]
     assert all("(ID=" not in v["caption"] for v in videos)

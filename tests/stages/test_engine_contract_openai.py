@@ -27,6 +27,7 @@ from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
+from tests.support.committed import Committed
 from tests.support.openai_server import completion
 from tests.support.seed import merge_tables, seed_committed, upstream_from_truth
 
@@ -175,7 +176,7 @@ def test_rules_budgets_length_stops_and_an_over_long_prompt(contract_run: tuple[
     assert caption.status == "committed"
     # The over-long attention prompt failed its video alone; the cut-off differentials failed theirs
     # after one retry with twice the budget; the story went through (its cut merge was retried).
-    errors = {e["video_id"]: e for e in store.read_table(layout.table("caption", 0, "errors")).to_pylist()}
+    errors = {e["video_id"]: e for e in store.read_table(Committed(store, layout.run_id).table("caption", 0, "errors")).to_pylist()}
     assert errors["toolong"]["reason"] == "prompt_too_long" and "maximum context length" in errors["toolong"]["detail"]
     assert errors["cutoff"]["reason"] == "model_output_truncated"
     assert "after a retry with a larger budget" in errors["cutoff"]["detail"]
@@ -187,7 +188,7 @@ def test_rules_budgets_length_stops_and_an_over_long_prompt(contract_run: tuple[
     assert sorted(set(cut)) == [1280, 2560]  # the task's budget, then twice it, once per keyframe
     merges = [b["max_tokens"] for b in bodies if _task(b) == "merge"]
     assert sorted(merges) == [1536] * (len(merges) - 1) + [3072]
-    rows = store.read_table(layout.table("caption", 0, "local_captions")).to_pylist()
+    rows = store.read_table(Committed(store, layout.run_id).table("caption", 0, "local_captions")).to_pylist()
     story = [r for r in rows if r["video_id"] == "story"]
     assert all(r["text"] and not r["text"].endswith("slides") for r in story)  # nothing cut off is stored
     first = {r["stream"]: r["text"] for r in story if r["keyframe_index"] == 0}
@@ -226,7 +227,7 @@ def test_rules_budgets_length_stops_and_an_over_long_prompt(contract_run: tuple[
     assert first_budget["scene_split"] <= DEFAULT_TASKS["scene_split"]["max_tokens"]  # sized to the schema
 
     # The generator always put the answer first; the published letters do not follow it.
-    rows = store.read_table(layout.table("qa", 0, "qa")).to_pylist()
+    rows = store.read_table(Committed(store, layout.run_id).table("qa", 0, "qa")).to_pylist()
     assert len(rows) >= 5 and len({r["answer_choice"] for r in rows}) >= 2
     for r in rows:
         letter = r["answer_choice"]
@@ -248,5 +249,5 @@ def test_a_single_scene_video_gets_video_level_questions(serve: Any, tmp_path: P
         assert run_stage(build_stage(stage, config), store, RUN, 0, show_progress=False).marker["videos_ok"] == ["single"]
     video_prompts = [_text(b) for b in server.bodies if _task(b) == "qa_video"]
     assert len(video_prompts) == 1 and SINGLE_SCENE in video_prompts[0] and "one continuous scene" in video_prompts[0]
-    rows = store.read_table(RunLayout(RUN).table("qa", 0, "qa")).to_pylist()
+    rows = store.read_table(Committed(store, RUN).table("qa", 0, "qa")).to_pylist()
     assert any(r["scene_index"] is None for r in rows)  # general QA exists for a one-scene video

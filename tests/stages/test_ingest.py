@@ -23,6 +23,7 @@ from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from tests.support import BIG_BUCK_BUNNY, ROOT, synthetic
 from tests.support import make_config as base_config
+from tests.support.committed import Committed
 from tests.support.tiny_clip import save_tiny_clip
 
 RUN = "nightly-1"
@@ -38,7 +39,7 @@ def ingest(store: ArtifactStore, config: GlaveConfig, input_uri: str, run_id: st
 
 
 def rows(store: ArtifactStore, table: str, run_id: str = RUN) -> list[dict[str, Any]]:
-    return store.read_table(RunLayout(run_id).table("ingest", 0, table)).to_pylist()
+    return store.read_table(Committed(store, run_id).table("ingest", 0, table)).to_pylist()
 
 
 def ids_by_name(store: ArtifactStore, run_id: str = RUN) -> dict[str, str]:
@@ -127,7 +128,7 @@ def test_frames_are_jpegs_resized_to_frame_max_side(ingested: tuple[ArtifactStor
     for d in of(rows(store, "dense_frames"), vid):
         img = Image.open(io.BytesIO(store.read_bytes(d["image_key"])))
         assert img.format == "JPEG" and img.size == (1024, 576)
-        assert d["image_key"].startswith(RunLayout(RUN).shard_prefix("ingest", 0) + "/files/")
+        assert d["image_key"].startswith(Committed(store, RUN).prefix("ingest", 0) + "/files/")
 
 
 def test_big_buck_bunny_probe(ingested: tuple[ArtifactStore, StageOutcome]) -> None:

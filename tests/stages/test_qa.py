@@ -10,11 +10,11 @@ import pytest
 
 from glave_tasks import schemas
 from glave_tasks.language.engines.rules import RulesEngine
-from glave_tasks.layout import RunLayout
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.stages.qa import QAStage
 from glave_tasks.store import ArtifactStore
+from tests.support.committed import Committed
 from tests.support.seed_run import seed_captioned_run
 
 RUN = "r-qa"
@@ -28,7 +28,7 @@ def seeded(store: ArtifactStore, config, tmp_path: Path) -> ArtifactStore:
 
 
 def _qa(store: ArtifactStore) -> list[dict]:
-    return store.read_table(RunLayout(RUN).table("qa", 0, "qa"), schemas.QA).to_pylist()
+    return store.read_table(Committed(store, RUN).table("qa", 0, "qa"), schemas.QA).to_pylist()
 
 
 def _answer_text(row: dict) -> str:
@@ -97,7 +97,7 @@ def test_malformed_answers_are_retried_then_fail_only_their_video(seeded: Artifa
     out = run_stage(QAStage(config, engine=engine), seeded, RUN, 0, show_progress=False)
     assert out.status == "committed" and out.marker["videos_ok"] == ["twoshot"]
     assert out.marker["failures"] == {"malformed_model_output": 1}
-    errors = seeded.read_table(RunLayout(RUN).table("qa", 0, "errors")).to_pylist()
+    errors = seeded.read_table(Committed(seeded, RUN).table("qa", 0, "errors")).to_pylist()
     assert [(e["video_id"], e["stage"]) for e in errors] == [("static", "qa")]
     assert {r["video_id"] for r in _qa(seeded)} == {"twoshot"}
     # One engine call per level (generate, refine, options), then the malformed options re-sent alone.

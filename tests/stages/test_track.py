@@ -22,6 +22,7 @@ from glave_tasks.stages import build_stage, stage_class
 from glave_tasks.store import ArtifactStore
 from glave_tasks.vision import rle
 from tests.support import BIG_BUCK_BUNNY, synthetic
+from tests.support.committed import Committed
 from tests.support.seed import recommit
 from tests.support.track_media import score_tracks
 
@@ -48,7 +49,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArtifactStore, Gl
 
 
 def _rows(store: ArtifactStore, table: str, video_id: str) -> list[dict]:
-    data = store.read_table(RunLayout(RUN).table("track", 0, table), schemas.TABLES[table])
+    data = store.read_table(Committed(store, RUN).table("track", 0, table), schemas.TABLES[table])
     return data.filter(pc.equal(data["video_id"], video_id)).to_pylist()
 
 
@@ -104,7 +105,7 @@ def test_track_masks_are_rle_inside_their_boxes(tracked) -> None:
 def test_every_keyframe_gets_box_json_and_a_marked_frame(tracked) -> None:
     store, _, info, _ = tracked
     vid = info["videos"]["two_shot.mp4"]
-    keyframes = store.read_table(RunLayout(RUN).table("ingest", 0, "keyframes")).to_pylist()
+    keyframes = store.read_table(Committed(store, RUN).table("ingest", 0, "keyframes")).to_pylist()
     marks = _rows(store, "marks", vid)
     assert [m["keyframe_index"] for m in marks] == sorted(k["keyframe_index"] for k in keyframes if k["video_id"] == vid)
     tracks = _rows(store, "tracks", vid)
@@ -153,7 +154,7 @@ def test_rerun_with_same_inputs_is_skipped(tracked) -> None:
 def test_unreadable_frame_fails_only_that_video(tracked, tmp_path: Path) -> None:
     store, config, info, _ = tracked
     vid = info["videos"]["static.mp4"]
-    dense = store.read_table(RunLayout(RUN).table("ingest", 0, "dense_frames")).to_pylist()
+    dense = store.read_table(Committed(store, RUN).table("ingest", 0, "dense_frames")).to_pylist()
     key = next(r["image_key"] for r in dense if r["video_id"] == vid)
     original = store.read_bytes(key)
     store.write_bytes(key, b"not a jpeg")

@@ -17,6 +17,7 @@ from glave_tasks.report.build import build_report
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
+from tests.support.committed import Committed
 from tests.support.seed import recommit
 from tests.support.seed_run import seed_captioned_run
 
@@ -36,7 +37,7 @@ def validated(tmp_path_factory: pytest.TempPathFactory):
 
 def test_validate_writes_checks_for_every_table_and_none_blocks_a_clean_run(validated) -> None:
     store, config, _ = validated
-    checks = store.read_table(RunLayout(RUN).table("validate", 0, "checks"), schemas.CHECKS).to_pylist()
+    checks = store.read_table(Committed(store, RUN).table("validate", 0, "checks"), schemas.CHECKS).to_pylist()
     names = {c["check"] for c in checks}
     for table in ("probes", "keyframes", "tracks", "marks", "local_captions", "scenes", "video_captions", "qa", "videos"):
         assert f"table.{table}" in names
@@ -46,8 +47,8 @@ def test_validate_writes_checks_for_every_table_and_none_blocks_a_clean_run(vali
     blocking = [c for c in checks if c["critical"] and c["status"] == "fail"]
     assert blocking == []
     # The suites and results are committed with the shard; Data Docs are the report's (once per run).
-    assert store.exists(RunLayout(RUN).file("validate", 0, "gx_results.json"))
-    assert not store.list(RunLayout(RUN).file("validate", 0, "data_docs"))
+    assert store.exists(Committed(store, RUN).file("validate", 0, "gx_results.json"))
+    assert not store.list(Committed(store, RUN).file("validate", 0, "data_docs"))
 
 
 def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path: Path) -> None:
@@ -71,8 +72,8 @@ def test_export_round_trip_passes_audit_with_the_run_counts(validated, tmp_path:
     assert main(["audit", str(out / "json"), "--json-out", str(summary_file), "--html-out", str(tmp_path / "a.html"),
                  "--store", store.root]) == 0
     audit = json.loads(summary_file.read_text())
-    qa_rows = store.read_table(RunLayout(RUN).table("qa", 0, "qa")).num_rows
-    scenes = store.read_table(RunLayout(RUN).table("bridge", 0, "scenes")).num_rows
+    qa_rows = store.read_table(Committed(store, RUN).table("qa", 0, "qa")).num_rows
+    scenes = store.read_table(Committed(store, RUN).table("bridge", 0, "scenes")).num_rows
     assert audit["stats"]["qa"] == card["counts"]["qa"] == qa_rows
     assert audit["stats"]["scenes"] == card["counts"]["scenes"] == scenes
     assert audit["stats"]["videos"] == card["counts"]["videos"] == 2
@@ -131,7 +132,7 @@ def test_production_publish_refuses_rules_engine_output_and_the_index_is_per_ann
 
 def test_publish_refuses_when_a_critical_check_failed(validated, tmp_path: Path) -> None:
     store, config, _ = validated
-    key = RunLayout(RUN).table("qa", 0, "qa")
+    key = Committed(store, RUN).table("qa", 0, "qa")
     original = store.read_bytes(key)
     rows = store.read_table(key, schemas.QA).to_pylist()
     rows[0]["answer_choice"] = "E"  # a defect that slipped into the QA table
@@ -156,7 +157,7 @@ def test_audit_of_a_run_id_reads_its_tables_with_tracker_facts(validated, tmp_pa
     audit = json.loads(out.read_text())
     checks = {c["check"]: c for c in audit["checks"]}
     assert checks["captions.hallucination"]["status"] != "skip", "a run has detector labels to compare with"
-    assert audit["stats"]["qa"] == store.read_table(RunLayout(RUN).table("qa", 0, "qa")).num_rows
+    assert audit["stats"]["qa"] == store.read_table(Committed(store, RUN).table("qa", 0, "qa")).num_rows
 
 
 def test_audit_exits_non_zero_on_a_critical_failure(tmp_path: Path) -> None:

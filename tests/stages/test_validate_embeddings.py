@@ -10,11 +10,11 @@ import pyarrow.compute as pc
 import pytest
 
 from glave_tasks import schemas
-from glave_tasks.layout import RunLayout
 from glave_tasks.quality import embeddings
 from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
+from tests.support.committed import Committed
 from tests.support.seed import recommit
 from tests.support.seed_run import seed_captioned_run
 
@@ -33,7 +33,7 @@ def qa_done(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArtifactStore, An
 
 
 def _checks(store: ArtifactStore) -> list[tuple[str, str, float | None]]:
-    rows = store.read_table(RunLayout(RUN).table("validate", 0, "checks"), schemas.CHECKS).to_pylist()
+    rows = store.read_table(Committed(store, RUN).table("validate", 0, "checks"), schemas.CHECKS).to_pylist()
     return sorted((r["check"], r["status"], r["value"]) for r in rows)
 
 
@@ -57,7 +57,7 @@ def _validate(store: ArtifactStore, config: Any, monkeypatch: pytest.MonkeyPatch
 def test_qa_stores_a_unit_vector_per_text_and_validate_never_loads_the_model(
         qa_done: tuple[ArtifactStore, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     store, config = qa_done
-    key = RunLayout(RUN).table("qa", 0, "embeddings")
+    key = Committed(store, RUN).table("qa", 0, "embeddings")
     table = store.read_table(key, schemas.EMBEDDINGS)
     assert table.num_rows > 0
     assert set(table["video_id"].to_pylist()) == {"twoshot", "static"}
@@ -87,7 +87,7 @@ def test_qa_stores_a_unit_vector_per_text_and_validate_never_loads_the_model(
 def test_a_text_missing_from_the_table_is_still_embedded(qa_done: tuple[ArtifactStore, Any],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     store, config = qa_done
-    key = RunLayout(RUN).table("qa", 0, "embeddings")
+    key = Committed(store, RUN).table("qa", 0, "embeddings")
     original = store.read_table(key, schemas.EMBEDDINGS)
     full, _, _ = _validate(store, config, monkeypatch)
     store.write_table(key, original.filter(pc.not_equal(original["video_id"], "twoshot")))

@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+from tests.support.committed import Committed
+
 
 def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
     from glave_tasks.config import DEFAULT_TASKS, load_config
@@ -37,8 +39,8 @@ def main(model_dir: str, store_dir: str, run_id: str, out_path: str) -> None:
     result: dict[str, Any] = {}
     try:
         marker = run_stage(QAStage(config, engine=engine), store, run_id, 0, show_progress=False).marker
-        result["qa"] = store.read_table(RunLayout(run_id).table("qa", 0, "qa")).to_pylist()
-        result["errors"] = store.read_table(RunLayout(run_id).table("qa", 0, "errors")).to_pylist()
+        result["qa"] = store.read_table(Committed(store, run_id).table("qa", 0, "qa")).to_pylist()
+        result["errors"] = store.read_table(Committed(store, run_id).table("qa", 0, "errors")).to_pylist()
     except ShardFailed:
         marker = store.read_json(RunLayout(run_id).failed("qa", 0))
     result["marker"] = marker
