@@ -54,6 +54,8 @@ SKEW_WARN_S = 30.0
 # A holder stops trusting its lease this long before ttl runs out by its own clock: S3's
 # LastModified has whole seconds, and the renewal's request takes time to land.
 MARGIN_S = 2.0
+# The longest release waits for a renewal in flight (the pods' grace period is 60 s).
+RELEASE_WAIT_S = 10.0
 
 
 def lease_key(run_id: str, stage: str, shard: int | None) -> str:
@@ -276,10 +278,18 @@ class Lease:
 
     def release(self) -> None:
         self._stop.set()
+        # Bounded: release runs inside a pod's termination grace period, and a renewal stuck in a
+        # slow store call must not eat it. A lease not released in time simply expires after ttl.
+        bound = min(self.ttl_s, RELEASE_WAIT_S)
         if self._thread is not None:
-            self._thread.join(timeout=self.ttl_s)
-        with self._lock:
+            self._thread.join(timeout=bound)
+        if not self._lock.acquire(timeout=bound):
+            log.warning("%s: renewal still busy after %.0f s; the lease will expire after its ttl", self.what, bound)
+            return
+        try:
             version, self._version = self._version, None
+        finally:
+            self._lock.release()
         if version is None or self._lost:
             return
         try:

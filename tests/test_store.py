@@ -204,6 +204,35 @@ def test_a_conditional_write_whose_answer_was_lost_still_counts(store: ArtifactS
     lease.release()
 
 
+def test_release_is_bounded_when_a_renewal_hangs_in_the_store(store: ArtifactStore,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Release runs inside a pod's grace period: a renewal stuck in a slow store call cannot hold it
+    for the lease's whole ttl; the lease is then left to expire."""
+    import threading
+    import time
+
+    from glave_tasks import lease as lease_module
+    from glave_tasks.lease import Lease, lease_key
+
+    monkeypatch.setattr(lease_module, "RELEASE_WAIT_S", 0.5)
+    lease = Lease(store, lease_key("r1", "qa", 0), what="w1", ttl_s=3, wait_s=0).acquire()
+    stuck, unblock = threading.Event(), threading.Event()
+    real_replace = store.replace_if_version
+
+    def hanging_replace(key: str, data: bytes, version: str) -> bool:
+        stuck.set()
+        unblock.wait(30)
+        return real_replace(key, data, version)
+
+    monkeypatch.setattr(store, "replace_if_version", hanging_replace)
+    assert stuck.wait(5), "the renewal thread never renewed"
+    started = time.monotonic()
+    lease.release()
+    took = time.monotonic() - started
+    unblock.set()
+    assert took < 2.0, f"release waited {took:.1f} s for a hung renewal"
+
+
 def test_store_faults_are_classified(tmp_path: Path) -> None:
     from glave_tasks.config import S3Options
 
