@@ -20,6 +20,7 @@ from glave_tasks.vision.mask_matching import match_masks
 from glave_tasks.vision.types import Detection, VideoFrames
 from glave_tasks.weights import resolve_weights
 from tests.support import synthetic
+from tests.support.committed import Committed
 from tests.support.track_media import sample_jpegs
 
 NAMES = {0: "person", 1: "car", 2: "dog", 3: "kite"}
@@ -208,5 +209,5 @@ def test_stage_runs_the_production_backends_from_s3(yolo_weights: Path, sam2_che
     assert outcome.status == "committed" and outcome.marker["videos_failed"] == 0
     assert outcome.marker["models"] == {"detector": f"s3://{s3_bucket}/m/yolo.pt",
                                         "segmenter": f"configs/sam2.1/sam2.1_hiera_t.yaml@s3://{s3_bucket}/m/sam2.pt"}
-    marks = store.read_table("runs/prod/track/shard-00000/marks.parquet").to_pylist()
+    marks = store.read_table(Committed(store, "prod").table("track", 0, "marks")).to_pylist()
     assert marks and {m["backend"] for m in marks} == {"ultralytics+sam2"}
