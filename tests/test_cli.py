@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from glave_tasks.runner import run_stage
 from glave_tasks.stages import build_stage
 from glave_tasks.store import ArtifactStore
 from tests.support import synthetic
-from tests.support.committed import Committed
+from tests.support.committed import Committed, same_attempt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,8 +156,7 @@ def snapshot(store: ArtifactStore, run_id: str) -> dict[str, Any]:
         for r in rows:
             r.pop("recorded_at", None)
             for k, v in r.items():  # frame keys name the attempt's folder, which differs per attempt
-                if isinstance(v, str):
-                    r[k] = re.sub(r"attempt-\d{6}-[0-9a-f]{8}", "attempt", v)
+                r[k] = same_attempt(v)
         out[table] = rows
     prefix = Committed(store, layout.run_id).prefix("ingest", 0)
     # Keyed within the attempt's folder: each attempt has a folder of its own.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 from glave_tasks.layout import RunLayout
 from glave_tasks.store import ArtifactStore
 from tests.support import ROOT, synthetic
-from tests.support.committed import Committed
+from tests.support.committed import Committed, same_attempt
 
 VOLATILE = {"latency_s", "recorded_at", "created_at", "started_at", "finished_at", "duration_s"}
 
@@ -46,17 +45,8 @@ def glave_popen(args: list[str], env: dict[str, str] | None = None) -> subproces
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-# Each attempt writes to a folder named after its lease take: keys differ between runs as
-# timestamps do, and are compared without it.
-_ATTEMPT = re.compile(r"attempt-\d{6}-[0-9a-f]{8}")
-
-
-def _same_attempt(value: Any) -> Any:
-    return _ATTEMPT.sub("attempt", value) if isinstance(value, str) else value
-
-
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    return [{k: _same_attempt(v) for k, v in r.items() if k not in VOLATILE} for r in table.to_pylist()]
+    return [{k: same_attempt(v) for k, v in r.items() if k not in VOLATILE} for r in table.to_pylist()]
 
 
 def export_snapshot(store: ArtifactStore, run_id: str) -> dict[str, Any]:

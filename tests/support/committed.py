@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from glave_tasks.layout import RunLayout
+import re
+from typing import Any
+
+from glave_tasks.layout import ATTEMPT_PREFIX, RunLayout
 from glave_tasks.run import Run
 from glave_tasks.store import ArtifactStore
 
@@ -28,3 +31,12 @@ class Committed:
 
     def prefix(self, stage: str, shard: int) -> str:
         return self.layout.attempt_prefix(stage, shard, self._attempt(stage, shard))
+
+
+# An attempt's folder is named after its lease take, so keys differ between runs as timestamps
+# do; snapshots compare them with the name folded away.
+_ATTEMPT = re.compile(ATTEMPT_PREFIX + r"\d{6}-[0-9a-f]{8}")
+
+
+def same_attempt(value: Any) -> Any:
+    return _ATTEMPT.sub("attempt", value) if isinstance(value, str) else value
