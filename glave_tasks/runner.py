@@ -193,8 +193,10 @@ def _run_stage_held(
     # Created only where no marker is: a writer that took the lease over and committed meanwhile
     # cannot be overwritten, even by one whose checks all passed a moment ago.
     sealed = seal(marker)
-    if not store.create_if_absent(layout.commit(stage.name, shard),
-                                  json.dumps(sealed, indent=2, sort_keys=True, default=str).encode()):
+    body = json.dumps(sealed, indent=2, sort_keys=True, default=str).encode()
+    if not store.create_if_absent(layout.commit(stage.name, shard), body) and \
+            store.read_if_exists(layout.commit(stage.name, shard)) != body:
+        # An identical marker is this attempt's own create whose answer was lost and retried.
         raise LeaseLost(f"{stage.name} shard {shard}: another writer committed it first; this attempt is dropped")
     _drop_other_attempts(store, layout, stage.name, shard, attempt)
     return StageOutcome(stage.name, shard, "committed", sealed)

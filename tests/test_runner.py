@@ -124,6 +124,41 @@ def test_force_redoes_and_overwrites_without_duplicates(store: ArtifactStore, tm
                                                   *(f[f.index("files/"):] for f in files)])
 
 
+def test_a_commit_whose_answer_was_lost_still_counts(store: ArtifactStore, tmp_path: Path, names: list[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A marker create that landed but whose answer was lost (a 503 after the write) is retried and
+    finds a marker: its own, byte for byte, so the attempt is committed, not dropped."""
+    config = make_config(tmp_path)
+    plan(store, config, tmp_path)
+    real_create = store.create_if_absent
+
+    def create_then_lose_the_answer(key: str, data: bytes) -> bool:
+        landed = real_create(key, data)
+        return False if key.endswith("_COMMIT.json") and landed else landed
+
+    monkeypatch.setattr(store, "create_if_absent", create_then_lose_the_answer)
+    outcome = run_stage(Upstream(config), store, RUN, 0, show_progress=False)
+    assert outcome.status == "committed"
+    assert Run(store, RUN).commit("upstream", 0) == outcome.marker
+
+
+def test_a_commit_found_from_another_writer_drops_this_attempt(store: ArtifactStore, tmp_path: Path,
+                                                               names: list[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(tmp_path)
+    plan(store, config, tmp_path)
+    real_create = store.create_if_absent
+
+    def other_writer_first(key: str, data: bytes) -> bool:
+        if key.endswith("_COMMIT.json"):
+            real_create(key, data.replace(b'"attempt"', b'"other_attempt"', 1))
+        return real_create(key, data)
+
+    monkeypatch.setattr(store, "create_if_absent", other_writer_first)
+    with pytest.raises(GlaveError, match="another writer committed it first"):
+        run_stage(Upstream(config), store, RUN, 0, show_progress=False)
+
+
 def test_changed_config_redoes_and_unrelated_config_does_not(store: ArtifactStore, tmp_path: Path, names: list[str]) -> None:
     config = make_config(tmp_path)
     plan(store, config, tmp_path)
